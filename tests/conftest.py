@@ -1,0 +1,27 @@
+"""Shared fixtures: the real-recording folder and an isolated feature cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` next to the repository; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not found: real-recording tests need it")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh feature cache folder, exported as ``TUNE_DIGITS_CACHE``."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("TUNE_DIGITS_CACHE", str(cache))
+    return cache

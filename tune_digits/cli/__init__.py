@@ -1,0 +1,6 @@
+"""Command line: ``tune-digits``. Each command parses, loads config and calls one library function."""
+
+from tune_digits.cli import train as _train  # noqa: F401  (registers commands)
+from tune_digits.cli.app import app, main
+
+__all__ = ["app", "main"]

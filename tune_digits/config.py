@@ -1,0 +1,326 @@
+"""Typed, frozen configuration with strict YAML loading and dotted overrides.
+
+One name per setting everywhere: the dotted key ``train.lr`` is the same in a
+YAML file, in ``--set train.lr=3e-4``, in a search space and in the W&B config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tune_digits.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # "" = the bundled demo corpus
+    split: str = "speakers"  # becker:K | speakers | fsdd-official | random | loso:SPK | split.json
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    strict: bool = False  # unreadable recordings are errors instead of counted skips
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)", self.val_fraction)
+        _check(0.0 <= self.test_fraction < 1.0, "data.test_fraction", "must be in [0, 1)", self.test_fraction)
+        _check(self.val_fraction + self.test_fraction < 1.0, "data.test_fraction", "val + test must be < 1", self.test_fraction)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = 8000  # Hz, as Becker et al.; AudioMNIST's 48 kHz is resampled
+    duration: float = 1.0  # seconds; clips are centred, zero-padded or cropped
+
+    def __post_init__(self) -> None:
+        _check(1000 <= self.sample_rate <= 96000, "audio.sample_rate", "must be in [1000, 96000] Hz", self.sample_rate)
+        _check(0.1 <= self.duration <= 10.0, "audio.duration", "must be in [0.1, 10] s", self.duration)
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.sample_rate * self.duration))
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    variant: str = "raw"  # raw | bilateral
+    n_fft: int = 256  # 32 ms window at 8 kHz
+    hop_length: int = 128  # 16 ms hop, 50 % overlap: 63 frames per second
+    n_mels: int = 40  # (40, 63) images: a LeNet-5 epoch over 2,000 clips takes ~1 s on 2 cores
+    f_min: float = 20.0
+    f_max: float = 4000.0  # Nyquist at 8 kHz
+    top_db: float = 80.0
+    normalize: str = "utterance"  # utterance | corpus | none
+
+    def __post_init__(self) -> None:
+        _check(self.variant in ("raw", "bilateral"), "features.variant", "must be raw or bilateral", self.variant)
+        _check(self.n_fft >= 16, "features.n_fft", "must be >= 16", self.n_fft)
+        _check(1 <= self.hop_length <= self.n_fft, "features.hop_length", "must be in [1, n_fft]", self.hop_length)
+        _check(4 <= self.n_mels <= 256, "features.n_mels", "must be in [4, 256]", self.n_mels)
+        _check(0.0 <= self.f_min < self.f_max, "features.f_min", "must be >= 0 and below f_max", self.f_min)
+        _check(self.top_db > 0, "features.top_db", "must be > 0", self.top_db)
+        _check(
+            self.normalize in ("utterance", "corpus", "none"),
+            "features.normalize",
+            "must be utterance, corpus or none",
+            self.normalize,
+        )
+
+
+@dataclass(frozen=True)
+class BilateralConfig:
+    # Applied to the log-mel image in dB before normalisation (see docs/architecture.md).
+    d: int = 5  # pixel neighbourhood diameter
+    sigma_color: float = 8.0  # dB: differences well above this are edges and are kept
+    sigma_space: float = 2.0  # pixels
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.d <= 15, "bilateral.d", "must be in [1, 15]", self.d)
+        _check(self.sigma_color > 0, "bilateral.sigma_color", "must be > 0 (dB)", self.sigma_color)
+        _check(self.sigma_space > 0, "bilateral.sigma_space", "must be > 0 (pixels)", self.sigma_space)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    enabled: bool = False
+    freq_masks: int = 2
+    freq_width: int = 8  # max mel bins per mask
+    time_masks: int = 2
+    time_width: int = 12  # max frames per mask
+    time_shift: float = 0.1  # max circular shift, fraction of the frames
+    repeats: int = 2  # augmented copies of the training set per epoch
+
+    def __post_init__(self) -> None:
+        for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            _check(getattr(self, key) >= 0, f"augment.{key}", "must be >= 0", getattr(self, key))
+        _check(0.0 <= self.time_shift <= 0.5, "augment.time_shift", "must be in [0, 0.5]", self.time_shift)
+        _check(1 <= self.repeats <= 32, "augment.repeats", "must be in [1, 32]", self.repeats)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "lenet5"  # lenet5 or a timm model name
+    channels: tuple[int, ...] = (6, 16)  # lenet5: conv channels
+    kernel_size: int = 5  # lenet5
+    fc: tuple[int, ...] = (120, 84)  # lenet5: hidden fully connected sizes
+    activation: str = "relu"  # lenet5: relu | tanh | gelu | silu
+    batch_norm: bool = True  # lenet5
+    dropout: float = 0.0  # lenet5 before each hidden fc; timm drop_rate
+    pretrained: bool = False  # timm: only when the weights are already on disk
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "model.name", "must not be empty", self.name)
+        _check(len(self.channels) == 2 and min(self.channels) >= 1, "model.channels", "must be two positive ints", self.channels)
+        _check(self.kernel_size in (3, 5, 7), "model.kernel_size", "must be 3, 5 or 7", self.kernel_size)
+        _check(len(self.fc) >= 1 and min(self.fc) >= 1, "model.fc", "must be positive ints", self.fc)
+        _check(
+            self.activation in ("relu", "tanh", "gelu", "silu"),
+            "model.activation",
+            "must be relu, tanh, gelu or silu",
+            self.activation,
+        )
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    label_smoothing: float = 0.0
+    patience: int = 0  # epochs without val_f1 gain before stopping; 0 = never
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.epochs <= 10000, "train.epochs", "must be in [1, 10000]", self.epochs)
+        _check(1 <= self.batch_size <= 65536, "train.batch_size", "must be in [1, 65536]", self.batch_size)
+        _check(self.optimizer in ("adamw", "sgd"), "train.optimizer", "must be adamw or sgd", self.optimizer)
+        _check(0 < self.lr <= 10, "train.lr", "must be in (0, 10]", self.lr)
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
+        _check(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)", self.momentum)
+        _check(
+            self.schedule in ("cosine", "onecycle", "constant"),
+            "train.schedule",
+            "must be cosine, onecycle or constant",
+            self.schedule,
+        )
+        _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)", self.label_smoothing)
+        _check(self.patience >= 0, "train.patience", "must be >= 0", self.patience)
+        _check(self.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda", self.device)
+        _check(self.threads >= 0, "train.threads", "must be >= 0", self.threads)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    bilateral: BilateralConfig = field(default_factory=BilateralConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        nyquist = self.audio.sample_rate / 2
+        _check(self.features.f_max <= nyquist, "features.f_max", f"must be <= sample_rate / 2 = {nyquist:g}", self.features.f_max)
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "audio": AudioConfig,
+    "features": FeatureConfig,
+    "bilateral": BilateralConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+
+
+def _check(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {rule}, got {value!r}")
+
+
+def all_keys() -> list[str]:
+    """Every dotted key, e.g. ``train.lr``."""
+    return [f"{s}.{f.name}" for s, cls in _SECTION_TYPES.items() for f in dataclasses.fields(cls)]
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's type; ints are accepted for floats, lists for tuples."""
+    origin = typing.get_origin(hint)
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{key}: expected a list of ints, got {value!r}")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an int, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; dotted keys pass through."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and full in _SECTION_TYPES:
+            flat.update(flatten(value, prefix=f"{full}."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def from_flat(values: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a Config from dotted keys over ``base`` (defaults when None)."""
+    known = all_keys()
+    sections = {name: dataclasses.asdict(getattr(base or Config(), name)) for name in _SECTION_TYPES}
+    for key, value in values.items():
+        if key not in known:
+            raise _unknown(key, known)
+        section, name = key.split(".", 1)
+        sections[section][name] = _coerce(key, value, _field_type(_SECTION_TYPES[section], name))
+    parts = {}
+    for section, cls in _SECTION_TYPES.items():
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in sections[section].items()}
+        parts[section] = cls(**kwargs)
+    return Config(**parts)
+
+
+def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Nested plain dict (tuples as lists), as written to config.yaml."""
+    out = dataclasses.asdict(cfg)
+    return {s: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()} for s, d in out.items()}
+
+
+def to_flat(cfg: Config) -> dict[str, Any]:
+    return flatten(to_dict(cfg))
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}{where}: {problem}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    return parse_yaml_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (nested or dotted keys), then ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections")
+        values.update(flatten(data))
+    values.update(parse_overrides(overrides or []))
+    return from_flat(values)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=3e-4", "model.channels=[8, 16]"]`` -> typed dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
+        out[key.strip()] = parse_yaml_text(raw, f"--set {key.strip()}") if raw.strip() else ""
+    return out
+
+
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with dotted keys replaced."""
+    return from_flat(values, base=cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,245 @@
+"""The feature cache: a (corpus, feature config) is computed once and memory-mapped after.
+
+Layout of one cache entry, ``<cache>/<key>/``:
+    features.npy  (N, 1, F, T) float16 log-mel in dB (bilateral-filtered for that variant)
+    index.json    files (relative paths, row order), labels, speakers, skipped files,
+                  the settings that made it, the byte size and a sampled sha256 of features.npy
+
+The raw entry is built from the audio in parallel; the bilateral entry is derived
+from the raw one, so decoding happens once for both variants. Entries are
+written under a temporary name and renamed, so a crash leaves no half entry.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tune_digits.config import AudioConfig, BilateralConfig, FeatureConfig
+from tune_digits.corpus import Catalog
+from tune_digits.errors import DataError
+
+CACHE_VERSION = 1
+CHUNK = 256  # recordings per work item
+PARALLEL_MIN = 1500  # below this, building in-process beats starting worker processes
+
+
+def cache_root() -> Path:
+    env = os.environ.get("TUNE_DIGITS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tune-digits"
+
+
+@dataclass
+class FeatureSet:
+    """Features of one corpus; ``x`` is a read-only memory map of all rows."""
+
+    x: np.ndarray  # (N, 1, F, T) float16
+    files: list[str]  # relative path of each row
+    labels: np.ndarray  # (N,) int64
+    speakers: list[str]
+    skipped: list[str]  # files that could not be read (their rows hold zeros)
+    key: str
+    path: Path
+
+    def rows(self, files: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Row numbers of ``files``, silently leaving out skipped ones."""
+        where = {f: i for i, f in enumerate(self.files)}
+        skipped = set(self.skipped)
+        return np.array([where[f] for f in files if f not in skipped], dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+
+def _file_list(catalog: Catalog) -> list[tuple[str, int, int]]:
+    out = []
+    for rec in catalog.recordings:
+        st = rec.path.stat()
+        out.append((catalog.rel(rec), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def cache_key(catalog: Catalog, audio: AudioConfig, feat: FeatureConfig, bil: BilateralConfig) -> str:
+    """Hash of the file list (names, sizes, times) and every setting that changes the features."""
+    mel = {k: v for k, v in asdict(feat).items() if k not in ("variant", "normalize")}
+    spec = {"version": CACHE_VERSION, "files": _file_list(catalog), "audio": asdict(audio), "mel": mel}
+    if feat.variant == "bilateral":
+        spec["bilateral"] = asdict(bil)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _sampled_digest(path: Path, blocks: int = 64, block: int = 1 << 16) -> str:
+    """sha256 of the size and 64 evenly spaced 64 KiB blocks: cheap, catches truncation and most damage."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        for i in range(blocks):
+            fh.seek(size * i // blocks)
+            h.update(fh.read(block))
+    return h.hexdigest()
+
+
+def _open_entry(entry: Path) -> FeatureSet | None:
+    """The entry when it is complete and intact; None (after a warning) when damaged."""
+    index_path, feat_path = entry / "index.json", entry / "features.npy"
+    if not index_path.is_file():
+        return None
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        ok = feat_path.stat().st_size == index["bytes"] and _sampled_digest(feat_path) == index["digest"]
+        x = np.load(feat_path, mmap_mode="r") if ok else None
+    except (OSError, ValueError, KeyError) as exc:
+        ok, x = False, None
+        warnings.warn(f"feature cache {entry} unreadable ({exc})", stacklevel=2)
+    if not ok or x is None:
+        warnings.warn(f"feature cache {entry} is damaged; rebuilding it", stacklevel=2)
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    labels = np.asarray(index["labels"], dtype=np.int64)
+    return FeatureSet(x, index["files"], labels, index["speakers"], index["skipped"], entry.name, entry)
+
+
+def _load_chunk(paths: list[str], audio: AudioConfig, feat: FeatureConfig, bil: BilateralConfig, strict: bool):
+    """Decode and featurise one chunk (runs in a worker process). Returns (features, bad)."""
+    import torch
+
+    from tune_digits.audio import AudioReadError, load_audio
+    from tune_digits.features import features_from_waves
+
+    torch.set_num_threads(1)
+    waves = np.zeros((len(paths), audio.num_samples), dtype=np.float32)
+    bad: list[tuple[int, str]] = []
+    for i, p in enumerate(paths):
+        try:
+            waves[i] = load_audio(Path(p), audio.sample_rate, audio.num_samples)
+        except AudioReadError as exc:
+            if strict:
+                raise
+            bad.append((i, str(exc)))
+    return features_from_waves(waves, audio.sample_rate, feat, bil)[:, None], bad  # (N, 1, F, T)
+
+
+def _bilateral_chunk(raw_path: str, start: int, stop: int, bil: BilateralConfig) -> np.ndarray:
+    from tune_digits.features import bilateral
+
+    x = np.load(raw_path, mmap_mode="r")[start:stop]
+    return bilateral(x[:, 0].astype(np.float32), bil)[:, None].astype(np.float16)
+
+
+def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, object]]:
+    """Yield (job number, result) as jobs finish; in-process when one worker."""
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            yield i, fn(*job)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        for fut in cf.as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def _progress(total: int, label: str, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, disable=not enabled, transient=True)
+
+
+def build_features(
+    catalog: Catalog,
+    audio: AudioConfig,
+    feat: FeatureConfig,
+    bil: BilateralConfig,
+    *,
+    strict: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Return the cached features of ``catalog``, computing them first when needed."""
+    key = cache_key(catalog, audio, feat, bil)
+    entry = cache_root() / key
+    found = _open_entry(entry)
+    if found is not None:
+        return found
+    n = len(catalog.recordings)
+    workers = workers or (min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN else 1)
+    if feat.variant == "bilateral":
+        raw = build_features(catalog, audio, _raw(feat), bil, strict=strict, workers=workers, progress=progress)
+        raw_path = str(raw.path / "features.npy")
+        jobs = [(raw_path, i, i + CHUNK, bil) for i in range(0, n, CHUNK)]
+        return _write_entry(entry, raw.files, raw.labels, raw.speakers, raw.skipped, raw.shape, _bilateral_chunk, jobs, workers, progress, "bilateral")
+    files = [catalog.rel(r) for r in catalog.recordings]
+    paths = [str(r.path) for r in catalog.recordings]
+    jobs = [(paths[i : i + CHUNK], audio, feat, bil, strict) for i in range(0, n, CHUNK)]
+    from tune_digits.features import spectrogram_shape
+
+    labels = np.array([r.digit for r in catalog.recordings], dtype=np.int64)
+    speakers = [r.speaker for r in catalog.recordings]
+    return _write_entry(entry, files, labels, speakers, None, spectrogram_shape(audio, feat), _load_chunk, jobs, workers, progress, "log-mel")
+
+
+def _raw(feat: FeatureConfig) -> FeatureConfig:
+    from dataclasses import replace
+
+    return replace(feat, variant="raw")
+
+
+def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, workers, progress, label) -> FeatureSet:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+    try:
+        out = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(files), *shape))
+        bad: list[str] = list(skipped or [])
+        with _progress(len(files), f"{label} features", progress) as bar:
+            task = bar.add_task(label, total=len(files))
+            for i, result in _run_chunks(fn, jobs, workers):
+                x, errs = result if isinstance(result, tuple) else (result, [])
+                out[i * CHUNK : i * CHUNK + len(x)] = x
+                bad.extend(files[i * CHUNK + j] for j, _ in errs)
+                for _, msg in errs:
+                    warnings.warn(f"skipped unreadable recording {msg}", stacklevel=2)
+                bar.advance(task, len(x))
+        out.flush()
+        del out
+        index = {"files": files, "labels": labels.tolist(), "speakers": speakers, "skipped": sorted(bad)}
+        index.update(bytes=(tmp / "features.npy").stat().st_size, digest=_sampled_digest(tmp / "features.npy"))
+        (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fs = _open_entry(entry)
+    if fs is None:
+        raise DataError(f"feature cache {entry} could not be written; check free disk space")
+    if len(fs.skipped) == len(files):
+        raise DataError(f"none of the {len(files)} recordings under the data folder could be read")
+    return fs
+
+
+def corpus_stats(x: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """Mean and std of the given rows, read in chunks (for ``features.normalize=corpus``)."""
+    total, sq, count = 0.0, 0.0, 0
+    for i in range(0, len(rows), chunk):
+        part = np.asarray(x[np.sort(rows[i : i + chunk])], dtype=np.float64)
+        total += part.sum()
+        sq += np.square(part).sum()
+        count += part.size
+    mean = total / max(count, 1)
+    return float(mean), float(np.sqrt(max(sq / max(count, 1) - mean**2, 1e-12)))

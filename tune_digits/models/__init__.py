@@ -1,0 +1,90 @@
+"""Models for (B, C, F, T) log-mel spectrograms: ``lenet5`` and any timm image model.
+
+``create_model("lenet5", ...)`` builds :class:`~tune_digits.models.lenet.LeNet5`; every other name
+is passed to timm (see :mod:`tune_digits.models.timm_backbone`). The LeNet-only settings
+(``channels``, ``kernel_size``, ``fc``, ``activation``, ``batch_norm``) are ignored for timm models,
+and ``dropout`` becomes timm's ``drop_rate``. Every model returns logits of shape (B, num_classes)
+and carries ``tune_digits_name`` and ``input_shape`` attributes.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import timm
+from torch import nn
+
+from tune_digits.errors import ConfigError
+from tune_digits.models.lenet import LeNet5, validate_common
+from tune_digits.models.timm_backbone import TimmBackbone, create_timm_model
+
+__all__ = ["LISTED_TIMM", "LeNet5", "TimmBackbone", "count_parameters", "create_model", "list_models"]
+
+# timm backbones known to build and run on 1-channel spectrograms from (1, 40, 101) upwards.
+LISTED_TIMM: tuple[str, ...] = (
+    "efficientnet_b0",
+    "mobilenetv3_small_100",
+    "mobilenetv3_large_100",
+    "resnet18",
+    "densenet121",
+    "inception_v3",
+)
+
+
+def list_models() -> list[str]:
+    """The known-good model names: ``lenet5`` and :data:`LISTED_TIMM`."""
+    return ["lenet5", *LISTED_TIMM]
+
+
+def create_model(
+    name: str,
+    input_shape: tuple[int, int, int] = (1, 64, 126),
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, ...] = (6, 16),
+    kernel_size: int = 5,
+    fc: tuple[int, ...] = (120, 84),
+    activation: str = "relu",
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    pretrained: bool = False,
+) -> nn.Module:
+    """Build model ``name`` for inputs (B, *input_shape); its output is logits (B, num_classes).
+
+    Raises ConfigError for an unknown name (listing the closest matches), an invalid setting,
+    or pretrained weights that are not already on disk. Nothing is ever downloaded.
+    """
+    validate_common(input_shape, num_classes, dropout)
+    input_shape = tuple(input_shape)
+    if name == "lenet5":
+        if pretrained:
+            raise ConfigError("model.pretrained: lenet5 has no pretrained weights; use model.pretrained=false")
+        model: nn.Module = LeNet5(
+            input_shape,
+            num_classes,
+            channels=channels,
+            kernel_size=kernel_size,
+            fc=fc,
+            activation=activation,
+            batch_norm=batch_norm,
+            dropout=dropout,
+        )
+    elif isinstance(name, str) and name and timm.is_model(name):
+        model = create_timm_model(name, input_shape, num_classes, float(dropout), bool(pretrained))
+    else:
+        raise _unknown_model(name)
+    model.tune_digits_name = name
+    model.input_shape = input_shape
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of parameters of ``model`` (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _unknown_model(name: object) -> ConfigError:
+    matches = difflib.get_close_matches(str(name), ["lenet5", *timm.list_models()], n=5)
+    if matches:
+        return ConfigError(f"unknown model {name!r}; closest matches: {', '.join(matches)}")
+    return ConfigError(f"unknown model {name!r}; known-good models: {', '.join(list_models())}")

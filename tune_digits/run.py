@@ -1,0 +1,127 @@
+"""One training run written to a folder: the library behind ``tune-digits train``.
+
+OUT/
+    config.yaml      the fully resolved config
+    metrics.json     val_f1, test_f1, test_accuracy, best_epoch, per_class_f1, confusion_matrix, ...
+    model.pt         best-validation weights + config + metrics (torch.load(weights_only=True))
+    history.jsonl / history.csv   one row per epoch
+    split.json       the resolved split (file lists), reusable with --split OUT/split.json
+    predictions.csv  test files: file, label, predicted, probability
+    run.json         what made the run: kind, time, data folder, split digest, feature cache key
+
+The folder is built under a temporary name and renamed at the end: an interrupted
+run leaves no half folder under OUT's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tune_digits.checkpoint import save_checkpoint
+from tune_digits.config import Config, save_config, to_flat
+from tune_digits.corpus import Split, save_split
+from tune_digits.errors import UserError
+from tune_digits.train import FitResult, Prepared, fit, prepare
+
+
+def split_digest(split: Split) -> str:
+    """Identifies a split by its file lists (not its name): equal digests, equal test speakers."""
+    return hashlib.sha256(json.dumps([split.train, split.val, split.test]).encode()).hexdigest()[:16]
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output folder {out} already exists and is not empty; choose another --out or remove it")
+
+
+def write_run_files(out: Path, cfg: Config, data: Prepared, result: FitResult, kind: str = "train") -> None:
+    """Write every file of a finished run into ``out`` (which exists)."""
+    save_config(cfg, out / "config.yaml")
+    save_split(data.split, out / "split.json")
+    metrics = result.metrics()
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    save_checkpoint(out / "model.pt", result.state_dict, to_flat(cfg), metrics)
+    write_history_csv(out / "history.csv", result.history)
+    write_predictions(out / "predictions.csv", data, result)
+    meta = {
+        "kind": kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data_root": str(data.catalog.root),
+        "split_spec": data.split.spec,
+        "split_digest": split_digest(data.split),
+        "feature_cache": data.features.key,
+        "skipped_recordings": data.features.skipped,
+    }
+    (out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
+    """Test predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
+    fs = data.features
+    rows = sorted(data.rows["test"].tolist())
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "predicted", "probability"])
+        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"]):
+            writer.writerow([fs.files[row], int(fs.labels[row]), pred, f"{prob:.6f}"])
+
+
+def train_run(cfg: Config, out: Path, *, wandb: str = "disabled", progress: bool = True, data: Prepared | None = None) -> FitResult:
+    """Prepare data, train, and write the run folder ``out`` atomically."""
+    from tune_digits.tracking import Tracker
+
+    out = Path(out)
+    check_out_dir(out)
+    data = data or prepare(cfg, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tracker = None
+    try:
+        tracker = Tracker(tmp, mode=wandb, name=out.name, group="train", job_type="train", config=to_flat(cfg))
+        result = _fit_with_progress(cfg, data, tracker, progress)
+        tracker.summary(result.metrics(), result.test["confusion_matrix"])
+        tracker.finish()
+        write_run_files(tmp, cfg, data, result)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        if tracker is not None:
+            tracker.finish()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _fit_with_progress(cfg: Config, data: Prepared, tracker: Any, progress: bool) -> FitResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("train", total=cfg.train.epochs, status="")
+
+        def on_epoch(record: dict[str, Any], _state: Any) -> None:
+            tracker.log(record)
+            status = f"loss {record['train_loss']:.3f}  val_f1 {record['val_f1']:.3f}  best {record['best_val_f1']:.3f}"
+            bar.update(task, completed=record["epoch"], status=status)
+
+        result = fit(cfg, on_epoch, data=data)
+        bar.update(task, total=len(result.history), completed=len(result.history))
+    return result

@@ -1,0 +1,284 @@
+"""``fit(cfg, on_epoch=...)``: the training loop. It imports neither Ray nor W&B.
+
+The whole split lives in one tensor per part (float16 on the CPU, or on the GPU
+when there is one); batches are gathered by index, normalised and, for training
+only, augmented on the same device. No DataLoader, no per-item decoding.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tune_digits import metrics
+from tune_digits.augment import SpecAugment
+from tune_digits.config import Config
+from tune_digits.corpus import Catalog, Split, make_split, scan
+from tune_digits.data import FeatureSet, build_features, corpus_stats
+from tune_digits.errors import ConfigError
+from tune_digits.features import normalize_batch
+from tune_digits.models import count_parameters, create_model
+
+EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
+
+
+@dataclass
+class Prepared:
+    """A corpus, its split and its cached features: everything ``fit`` reads."""
+
+    catalog: Catalog
+    split: Split
+    features: FeatureSet
+    rows: dict[str, np.ndarray]  # part -> row numbers in features.x
+    norm: tuple[float, float] = (0.0, 1.0)  # corpus mean and std (normalize=corpus)
+
+
+def data_root(cfg: Config) -> Path:
+    if cfg.data.root:
+        return Path(cfg.data.root).expanduser()
+    from tune_digits.demo import demo_root
+
+    return demo_root()
+
+
+def prepare(cfg: Config, *, progress: bool = False) -> Prepared:
+    """Scan the corpus, resolve the split and open (or build) the feature cache."""
+    catalog = scan(data_root(cfg))
+    split = make_split(catalog, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
+    rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
+    norm = corpus_stats(fs.x, rows["train"]) if cfg.features.normalize == "corpus" else (0.0, 1.0)
+    return Prepared(catalog, split, fs, rows, norm)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    history: list[dict[str, Any]]
+    val: dict[str, Any]
+    test: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    num_parameters: int
+    train_seconds: float
+    input_shape: tuple[int, int, int]
+    norm: tuple[float, float]
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics.json content."""
+        return {
+            "val_f1": self.val["f1"],
+            "val_accuracy": self.val["accuracy"],
+            "val_loss": self.val["loss"],
+            "test_f1": self.test["f1"],
+            "test_accuracy": self.test["accuracy"],
+            "test_loss": self.test["loss"],
+            "best_epoch": self.best_epoch,
+            "epochs_run": len(self.history),
+            "per_class_f1": self.test["per_class_f1"],
+            "confusion_matrix": self.test["confusion_matrix"],
+            "val_per_class_f1": self.val["per_class_f1"],
+            "num_parameters": self.num_parameters,
+            "train_seconds": round(self.train_seconds, 3),
+            "input_shape": list(self.input_shape),
+            "norm": list(self.norm),
+            "device": self.device,
+        }
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device=auto")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def _to_device(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    order = np.sort(rows)
+    x = torch.from_numpy(np.ascontiguousarray(fs.x[order]))  # (N, 1, F, T) float16
+    y = torch.from_numpy(fs.labels[order])
+    return x.to(device), y.to(device)
+
+
+def _make_optimizer(cfg: Config, model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True
+        )
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(steps, 1))
+    elif t.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
+) -> torch.Tensor:
+    """Class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = normalize_batch(x[i : i + batch_size].to(device), mode, *norm)
+        with _autocast(device):
+            out.append(model(xb).float().softmax(dim=1))
+    return torch.cat(out) if out else torch.zeros((0, 10))
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float]) -> dict[str, Any]:
+    """loss, accuracy, macro f1, per_class_f1, confusion_matrix, and the predictions."""
+    proba = predict_proba(model, x, mode, norm)
+    y_cpu = y.cpu().numpy()
+    pred = proba.argmax(dim=1).cpu().numpy()
+    loss = float(nn.functional.nll_loss(proba.clamp_min(1e-12).log().cpu(), y.cpu()).item()) if len(y) else 0.0
+    out = metrics.summarize(y_cpu, pred)
+    out.update(loss=loss, predictions=pred.tolist(), probabilities=proba.max(dim=1).values.cpu().tolist())
+    return out
+
+
+class Trainer:
+    """One training run; its state can be saved after any epoch and resumed."""
+
+    def __init__(self, cfg: Config, data: Prepared) -> None:
+        self.cfg, self.data = cfg, data
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.device = pick_device(t.device)
+        self.x_train, self.y_train = _to_device(data.features, data.rows["train"], self.device)
+        self.x_val, self.y_val = _to_device(data.features, data.rows["val"], self.device)
+        m = cfg.model
+        self.model = create_model(
+            m.name, data.features.shape, 10, channels=m.channels, kernel_size=m.kernel_size, fc=m.fc,
+            activation=m.activation, batch_norm=m.batch_norm, dropout=m.dropout, pretrained=m.pretrained,
+        ).to(self.device)
+        self.augment = SpecAugment(cfg.augment).to(self.device)
+        self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
+        self.steps_per_epoch = self.repeats * math.ceil(len(self.x_train) / t.batch_size)
+        self.opt, self.sched = _make_optimizer(cfg, self.model, t.epochs * self.steps_per_epoch)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+        self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
+        self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale = 0, -1.0, math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        self.augment.train()
+        total, count, bs = 0.0, 0, self.cfg.train.batch_size
+        norm_mode, norm = self.cfg.features.normalize, self.data.norm
+        for _ in range(self.repeats):
+            perm = torch.randperm(len(self.x_train), generator=self.gen, device=self.device)
+            for i in range(0, len(perm), bs):
+                idx = perm[i : i + bs]
+                xb = normalize_batch(self.x_train[idx], norm_mode, *norm)  # (B, 1, F, T) float32
+                xb = self.augment(xb, generator=self.gen)
+                with _autocast(self.device):
+                    loss = self.loss_fn(self.model(xb).float(), self.y_train[idx])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                self.sched.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
+        return total / max(count, 1)
+
+    def step(self) -> dict[str, Any]:
+        """Train one epoch, validate, and return the epoch's record."""
+        start = time.perf_counter()
+        train_loss = self.train_epoch()
+        val = evaluate(self.model, self.x_val, self.y_val, self.cfg.features.normalize, self.data.norm)
+        self.seconds += time.perf_counter() - start
+        self.epoch += 1
+        improved = val["f1"] > self.best_f1 or (val["f1"] == self.best_f1 and val["loss"] < self.best_loss)
+        if improved:
+            self.best_f1, self.best_loss, self.best_epoch, self.stale = val["f1"], val["loss"], self.epoch, 0
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        else:
+            self.stale += 1
+        record = {
+            "epoch": self.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+            "val_f1": val["f1"], "best_val_f1": self.best_f1, "lr": self.opt.param_groups[0]["lr"],
+            "seconds": round(self.seconds, 3), "improved": improved,
+        }
+        self.history.append(record)
+        return record
+
+    def done(self) -> bool:
+        patience = self.cfg.train.patience
+        return self.epoch >= self.cfg.train.epochs or (patience > 0 and self.stale >= patience)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume, as tensors and plain types (``weights_only`` loadable)."""
+        return {
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "generator": self.gen.get_state(), "best_state": self.best_state, "history": self.history,
+            "counters": [self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["generator"])
+        self.best_state, self.history = state["best_state"], list(state["history"])
+        self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds = state["counters"]
+
+    def finish(self) -> FitResult:
+        """Evaluate the best-validation weights on validation and test."""
+        self.model.load_state_dict(self.best_state)
+        mode, norm = self.cfg.features.normalize, self.data.norm
+        val = evaluate(self.model, self.x_val, self.y_val, mode, norm)
+        x_test, y_test = _to_device(self.data.features, self.data.rows["test"], self.device)
+        test = evaluate(self.model, x_test, y_test, mode, norm)
+        return FitResult(
+            self.best_epoch, self.history, val, test, self.best_state, count_parameters(self.model),
+            self.seconds, self.data.features.shape, self.data.norm, self.device.type,
+        )
+
+
+def fit(
+    cfg: Config,
+    on_epoch: EpochCallback | None = None,
+    *,
+    data: Prepared | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``cfg`` and return the best-validation model evaluated on test.
+
+    ``on_epoch(record, state)`` is called after every epoch with the epoch's
+    metrics; ``state()`` returns the resumable trainer state for checkpoints.
+    """
+    trainer = Trainer(cfg, data or prepare(cfg))
+    if resume is not None:
+        trainer.load_state(resume)
+    while not trainer.done():
+        record = trainer.step()
+        if on_epoch is not None:
+            on_epoch(record, trainer.state)
+    return trainer.finish()
+
