@@ -32,7 +32,7 @@ def _digest() -> str:
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py may be started by an older python3)
         sys.exit(f"tune-digits needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if STAMP.is_file() and STAMP.read_text() == _digest():
         return

@@ -30,7 +30,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], config: dict, metrics: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path, state_dict: dict[str, torch.Tensor], config: dict, metrics: dict | None = None
+) -> None:
     """Save weights (moved to CPU), the flat resolved config and metrics; plain types only."""
     payload = {
         "format": FORMAT,
@@ -57,7 +59,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
-        raise UserError(f"checkpoint {path} cannot be loaded ({type(exc).__name__}); it is damaged or not a tune-digits model") from None
+        raise UserError(
+            f"checkpoint {path} cannot be loaded ({type(exc).__name__}); it is damaged or not a tune-digits model"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "state_dict" not in payload:
         raise UserError(f"checkpoint {path} is not a tune-digits checkpoint (format {FORMAT})")
     return payload

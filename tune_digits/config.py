@@ -31,7 +31,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)", self.val_fraction)
         _check(0.0 <= self.test_fraction < 1.0, "data.test_fraction", "must be in [0, 1)", self.test_fraction)
-        _check(self.val_fraction + self.test_fraction < 1.0, "data.test_fraction", "val + test must be < 1", self.test_fraction)
+        _check(
+            self.val_fraction + self.test_fraction < 1.0,
+            "data.test_fraction",
+            "val + test must be < 1",
+            self.test_fraction,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name", "must not be empty", self.name)
-        _check(len(self.channels) == 2 and min(self.channels) >= 1, "model.channels", "must be two positive ints", self.channels)
+        _check(
+            len(self.channels) == 2 and min(self.channels) >= 1,
+            "model.channels",
+            "must be two positive ints",
+            self.channels,
+        )
         _check(self.kernel_size in (3, 5, 7), "model.kernel_size", "must be 3, 5 or 7", self.kernel_size)
         _check(len(self.fc) >= 1 and min(self.fc) >= 1, "model.fc", "must be positive ints", self.fc)
         _check(
@@ -175,7 +185,12 @@ class Config:
 
     def __post_init__(self) -> None:
         nyquist = self.audio.sample_rate / 2
-        _check(self.features.f_max <= nyquist, "features.f_max", f"must be <= sample_rate / 2 = {nyquist:g}", self.features.f_max)
+        _check(
+            self.features.f_max <= nyquist,
+            "features.f_max",
+            f"must be <= sample_rate / 2 = {nyquist:g}",
+            self.features.f_max,
+        )
 
 
 _SECTION_TYPES = {
@@ -213,7 +228,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the field's type; ints are accepted for floats, lists for tuples."""
     origin = typing.get_origin(hint)
     if origin is tuple or hint is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
             raise ConfigError(f"{key}: expected a list of ints, got {value!r}")
         return tuple(value)
     if origin in (typing.Union, types.UnionType):

@@ -79,7 +79,9 @@ def scan(root: str | Path) -> Catalog:
     """Catalog every ``{digit}_{speaker}_{index}.wav`` under ``root`` (recursively)."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; pass --data with a folder of {{digit}}_{{speaker}}_{{index}}.wav files")
+        raise DataError(
+            f"data folder {root} does not exist; pass --data with a folder of {{digit}}_{{speaker}}_{{index}}.wav files"
+        )
     recordings: list[Recording] = []
     ignored: list[str] = []
     seen: dict[str, Path] = {}
@@ -98,7 +100,10 @@ def scan(root: str | Path) -> Catalog:
     if not recordings:
         raise DataError(f"no {{digit}}_{{speaker}}_{{index}}.wav files under {root}; check --data")
     if ignored:
-        warnings.warn(f"{len(ignored)} .wav files under {root} do not match digit_speaker_index.wav and were ignored", stacklevel=2)
+        warnings.warn(
+            f"{len(ignored)} .wav files under {root} do not match digit_speaker_index.wav and were ignored",
+            stacklevel=2,
+        )
     return Catalog(root, recordings, read_metadata(root), ignored)
 
 
@@ -109,7 +114,9 @@ def read_metadata(root: Path) -> dict[str, dict[str, Any]]:
             try:
                 return dict(json.loads(path.read_text(encoding="utf-8")))
             except (ValueError, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}: not valid JSON ({exc}); restore the file from the AudioMNIST archive") from None
+                raise DataError(
+                    f"{path}: not valid JSON ({exc}); restore the file from the AudioMNIST archive"
+                ) from None
     return {}
 
 
@@ -130,7 +137,9 @@ class Split:
         return out
 
 
-def make_split(catalog: Catalog, spec: str, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Split:
+def make_split(
+    catalog: Catalog, spec: str, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+) -> Split:
     """Resolve a split spec into file lists. Speaker-disjoint unless the spec says otherwise."""
     if spec.endswith(".json"):
         return load_split(catalog, Path(spec))
@@ -145,15 +154,19 @@ def make_split(catalog: Catalog, spec: str, val_fraction: float = 0.2, test_frac
     elif name == "fsdd-official":
         parts = [("test" if r.index <= 4 else "val" if r.index <= 9 else "train") for r in recs]
     elif name == "random":
-        warnings.warn("split 'random' puts the same speakers in train and test: scores will be optimistic", stacklevel=2)
+        warnings.warn(
+            "split 'random' puts the same speakers in train and test: scores will be optimistic", stacklevel=2
+        )
         parts = _random(len(recs), val_fraction, test_fraction, seed)
     else:
-        raise DataError(f"unknown split {spec!r}; use becker:0..4, speakers, loso:SPEAKER, fsdd-official, random or a split.json")
+        raise DataError(
+            f"unknown split {spec!r}; use becker:0..4, speakers, loso:SPEAKER, fsdd-official, random or a split.json"
+        )
     split = Split(
         spec,
-        tuple(catalog.rel(r) for r, p in zip(recs, parts) if p == "train"),
-        tuple(catalog.rel(r) for r, p in zip(recs, parts) if p == "val"),
-        tuple(catalog.rel(r) for r, p in zip(recs, parts) if p == "test"),
+        tuple(catalog.rel(r) for r, p in zip(recs, parts, strict=True) if p == "train"),
+        tuple(catalog.rel(r) for r, p in zip(recs, parts, strict=True) if p == "val"),
+        tuple(catalog.rel(r) for r, p in zip(recs, parts, strict=True) if p == "test"),
     )
     for part in ("train", "val", "test"):
         if not getattr(split, part):
@@ -168,13 +181,17 @@ def _becker(catalog: Catalog, arg: str) -> list[str]:
     val, test = set(BECKER_GROUPS[fold]), set(BECKER_GROUPS[(fold + 1) % 5])
     if not all(s.isdigit() for s in catalog.speakers()):
         raise DataError("split becker:K needs AudioMNIST speaker numbers (01-60); use --split speakers for this corpus")
-    return ["val" if int(r.speaker) in val else "test" if int(r.speaker) in test else "train" for r in catalog.recordings]
+    return [
+        "val" if int(r.speaker) in val else "test" if int(r.speaker) in test else "train" for r in catalog.recordings
+    ]
 
 
 def _by_speakers(catalog: Catalog, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
     speakers = catalog.speakers()
     if len(speakers) < 3:
-        raise DataError(f"split 'speakers' needs at least 3 speakers, {catalog.root} has {len(speakers)}; use --split random")
+        raise DataError(
+            f"split 'speakers' needs at least 3 speakers, {catalog.root} has {len(speakers)}; use --split random"
+        )
     order = speakers[:]
     random.Random(seed).shuffle(order)
     n_test = max(1, round(test_fraction * len(order)))
@@ -222,7 +239,9 @@ def load_split(catalog: Catalog, path: Path) -> Split:
     known = {catalog.rel(r) for r in catalog.recordings}
     missing = [p for p in (*split.train, *split.val, *split.test) if p not in known]
     if missing:
-        raise DataError(f"{path}: {len(missing)} files are not in {catalog.root} (first: {missing[0]}); is --data the same corpus?")
+        raise DataError(
+            f"{path}: {len(missing)} files are not in {catalog.root} (first: {missing[0]}); is --data the same corpus?"
+        )
     return split
 
 

@@ -182,7 +182,19 @@ def build_features(
         raw = build_features(catalog, audio, _raw(feat), bil, strict=strict, workers=workers, progress=progress)
         raw_path = str(raw.path / "features.npy")
         jobs = [(raw_path, i, i + CHUNK, bil) for i in range(0, n, CHUNK)]
-        return _write_entry(entry, raw.files, raw.labels, raw.speakers, raw.skipped, raw.shape, _bilateral_chunk, jobs, workers, progress, "bilateral")
+        return _write_entry(
+            entry,
+            raw.files,
+            raw.labels,
+            raw.speakers,
+            raw.skipped,
+            raw.shape,
+            _bilateral_chunk,
+            jobs,
+            workers,
+            progress,
+            "bilateral",
+        )
     files = [catalog.rel(r) for r in catalog.recordings]
     paths = [str(r.path) for r in catalog.recordings]
     jobs = [(paths[i : i + CHUNK], audio, feat, bil, strict) for i in range(0, n, CHUNK)]
@@ -190,7 +202,19 @@ def build_features(
 
     labels = np.array([r.digit for r in catalog.recordings], dtype=np.int64)
     speakers = [r.speaker for r in catalog.recordings]
-    return _write_entry(entry, files, labels, speakers, None, spectrogram_shape(audio, feat), _load_chunk, jobs, workers, progress, "log-mel")
+    return _write_entry(
+        entry,
+        files,
+        labels,
+        speakers,
+        None,
+        spectrogram_shape(audio, feat),
+        _load_chunk,
+        jobs,
+        workers,
+        progress,
+        "log-mel",
+    )
 
 
 def _raw(feat: FeatureConfig) -> FeatureConfig:

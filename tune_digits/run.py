@@ -79,11 +79,13 @@ def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "label", "predicted", "probability"])
-        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"]):
+        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True):
             writer.writerow([fs.files[row], int(fs.labels[row]), pred, f"{prob:.6f}"])
 
 
-def train_run(cfg: Config, out: Path, *, wandb: str = "disabled", progress: bool = True, data: Prepared | None = None) -> FitResult:
+def train_run(
+    cfg: Config, out: Path, *, wandb: str = "disabled", progress: bool = True, data: Prepared | None = None
+) -> FitResult:
     """Prepare data, train, and write the run folder ``out`` atomically."""
     from tune_digits.tracking import Tracker
 
@@ -113,7 +115,13 @@ def train_run(cfg: Config, out: Path, *, wandb: str = "disabled", progress: bool
 def _fit_with_progress(cfg: Config, data: Prepared, tracker: Any, progress: bool) -> FitResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("epoch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("train", total=cfg.train.epochs, status="")
 

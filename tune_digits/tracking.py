@@ -60,15 +60,23 @@ class Tracker:
             import wandb
 
             self.run = wandb.init(
-                project=PROJECT, name=name, group=group, job_type=job_type, config=config or {},
-                dir=str(self.out_dir), mode=self.mode, reinit="create_new",
+                project=PROJECT,
+                name=name,
+                group=group,
+                job_type=job_type,
+                config=config or {},
+                dir=str(self.out_dir),
+                mode=self.mode,
+                reinit="create_new",
             )
 
     def log(self, record: dict[str, Any]) -> None:
         with self.history_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.run is not None:
-            self.run.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=int(record.get("epoch", 0)))
+            self.run.log(
+                {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=int(record.get("epoch", 0))
+            )
 
     def summary(self, values: dict[str, Any], confusion: list[list[int]] | None = None) -> None:
         if self.run is None:

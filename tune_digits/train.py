@@ -127,7 +127,9 @@ def _make_optimizer(cfg: Config, model: nn.Module, steps: int) -> tuple[torch.op
 
 
 def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
 
 @torch.no_grad()
@@ -145,7 +147,9 @@ def predict_proba(
     return torch.cat(out) if out else torch.zeros((0, 10))
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float]) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float]
+) -> dict[str, Any]:
     """loss, accuracy, macro f1, per_class_f1, confusion_matrix, and the predictions."""
     proba = predict_proba(model, x, mode, norm)
     y_cpu = y.cpu().numpy()
@@ -170,8 +174,16 @@ class Trainer:
         self.x_val, self.y_val = _to_device(data.features, data.rows["val"], self.device)
         m = cfg.model
         self.model = create_model(
-            m.name, data.features.shape, 10, channels=m.channels, kernel_size=m.kernel_size, fc=m.fc,
-            activation=m.activation, batch_norm=m.batch_norm, dropout=m.dropout, pretrained=m.pretrained,
+            m.name,
+            data.features.shape,
+            10,
+            channels=m.channels,
+            kernel_size=m.kernel_size,
+            fc=m.fc,
+            activation=m.activation,
+            batch_norm=m.batch_norm,
+            dropout=m.dropout,
+            pretrained=m.pretrained,
         ).to(self.device)
         self.augment = SpecAugment(cfg.augment).to(self.device)
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
@@ -198,7 +210,9 @@ class Trainer:
                 with _autocast(self.device):
                     loss = self.loss_fn(self.model(xb).float(), self.y_train[idx])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr")
+                    raise FloatingPointError(
+                        f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr"
+                    )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -221,9 +235,15 @@ class Trainer:
         else:
             self.stale += 1
         record = {
-            "epoch": self.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-            "val_f1": val["f1"], "best_val_f1": self.best_f1, "lr": self.opt.param_groups[0]["lr"],
-            "seconds": round(self.seconds, 3), "improved": improved,
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_f1": val["f1"],
+            "best_val_f1": self.best_f1,
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": round(self.seconds, 3),
+            "improved": improved,
         }
         self.history.append(record)
         return record
@@ -235,8 +255,12 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to resume, as tensors and plain types (``weights_only`` loadable)."""
         return {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "generator": self.gen.get_state(), "best_state": self.best_state, "history": self.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "generator": self.gen.get_state(),
+            "best_state": self.best_state,
+            "history": self.history,
             "counters": [self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds],
         }
 
@@ -256,8 +280,16 @@ class Trainer:
         x_test, y_test = _to_device(self.data.features, self.data.rows["test"], self.device)
         test = evaluate(self.model, x_test, y_test, mode, norm)
         return FitResult(
-            self.best_epoch, self.history, val, test, self.best_state, count_parameters(self.model),
-            self.seconds, self.data.features.shape, self.data.norm, self.device.type,
+            self.best_epoch,
+            self.history,
+            val,
+            test,
+            self.best_state,
+            count_parameters(self.model),
+            self.seconds,
+            self.data.features.shape,
+            self.data.norm,
+            self.device.type,
         )
 
 
@@ -281,4 +313,3 @@ def fit(
         if on_epoch is not None:
             on_epoch(record, trainer.state)
     return trainer.finish()
-

@@ -53,8 +53,14 @@ def user_errors(fn: F) -> F:
 def overrides_from_flags(**flags: Any) -> list[str]:
     """``--epochs 3`` style flags as ``train.epochs=3`` overrides; unset flags are skipped."""
     keys = {
-        "model": "model.name", "data": "data.root", "variant": "features.variant", "augment": "augment.enabled",
-        "split": "data.split", "epochs": "train.epochs", "seed": "train.seed", "strict": "data.strict",
+        "model": "model.name",
+        "data": "data.root",
+        "variant": "features.variant",
+        "augment": "augment.enabled",
+        "split": "data.split",
+        "epochs": "train.epochs",
+        "seed": "train.seed",
+        "strict": "data.strict",
     }
     items = []
     for flag, value in flags.items():

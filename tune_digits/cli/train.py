@@ -13,27 +13,38 @@ from tune_digits.cli.app import announce_data, app, console, data_app, out, over
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Corpus folder (default: the bundled demo corpus).")]
 SplitOpt = Annotated[
-    Optional[str], typer.Option("--split", help="becker:0..4, speakers, loso:SPEAKER, fsdd-official, random, or a split.json.")
+    Optional[str],
+    typer.Option("--split", help="becker:0..4, speakers, loso:SPEAKER, fsdd-official, random, or a split.json."),
 ]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set train.lr=3e-4 (repeatable).")]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override any setting: --set train.lr=3e-4 (repeatable).")
+]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="A YAML config, e.g. a search's best.yaml.")]
 
 
 @app.command()
 @user_errors
 def train(
-    model: Annotated[Optional[str], typer.Option(help="lenet5 or a timm model name (efficientnet_b0, resnet18, ...).")] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="lenet5 or a timm model name (efficientnet_b0, resnet18, ...).")
+    ] = None,
     data: DataOpt = None,
     variant: Annotated[Optional[str], typer.Option(help="raw or bilateral spectrograms.")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="SpecAugment on training batches.")] = None,
+    augment: Annotated[
+        Optional[bool], typer.Option("--augment/--no-augment", help="SpecAugment on training batches.")
+    ] = None,
     split: SplitOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT).")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
-    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")] = None,
+    strict: Annotated[
+        Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")
+    ] = None,
 ) -> None:
     """Train one model and write config, metrics, checkpoint, history and predictions to a run folder."""
     from tune_digits.config import load_config
@@ -45,15 +56,22 @@ def train(
     cfg = load_config(config, flags + list(set_ or []))
     announce_data(cfg.data.root)
     aug = "-aug" if cfg.augment.enabled else ""
-    target = out_dir or Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}-{cfg.features.variant}{aug}"
+    target = (
+        out_dir or Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}-{cfg.features.variant}{aug}"
+    )
     result = train_run(cfg, target, wandb=wandb)
     m = result.metrics()
     table = Table(title=f"{cfg.model.name} · {cfg.features.variant} · augment {cfg.augment.enabled}")
     for col in ("val F1", "test F1", "test acc", "best epoch", "params", "train s", "device"):
         table.add_column(col, justify="right")
     table.add_row(
-        f"{m['val_f1']:.4f}", f"{m['test_f1']:.4f}", f"{m['test_accuracy']:.4f}", str(m["best_epoch"]),
-        f"{m['num_parameters']:,}", f"{m['train_seconds']:.1f}", m["device"],
+        f"{m['val_f1']:.4f}",
+        f"{m['test_f1']:.4f}",
+        f"{m['test_accuracy']:.4f}",
+        str(m["best_epoch"]),
+        f"{m['num_parameters']:,}",
+        f"{m['train_seconds']:.1f}",
+        m["device"],
     )
     out.print(table)
     out.print(f"run folder: {target}")
@@ -67,13 +85,17 @@ def prepare_cmd(
     split: SplitOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")] = None,
+    strict: Annotated[
+        Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")
+    ] = None,
 ) -> None:
     """Build the feature cache and print counts per digit, speaker and split."""
     from tune_digits.config import load_config
     from tune_digits.train import prepare
 
-    cfg = load_config(config, overrides_from_flags(data=data, variant=variant, split=split, strict=strict) + list(set_ or []))
+    cfg = load_config(
+        config, overrides_from_flags(data=data, variant=variant, split=split, strict=strict) + list(set_ or [])
+    )
     announce_data(cfg.data.root)
     start = time.perf_counter()
     prepared = prepare(cfg, progress=True)
