@@ -1,6 +1,8 @@
 """Command line: ``tune-digits``. Each command parses, loads config and calls one library function."""
 
-from tune_digits.cli import train as _train  # noqa: F401  (registers commands)
+from tune_digits.cli import report as _report  # noqa: F401
+from tune_digits.cli import search as _search  # noqa: F401  (registers commands)
+from tune_digits.cli import train as _train  # noqa: F401
 from tune_digits.cli.app import app, main
 
 __all__ = ["app", "main"]

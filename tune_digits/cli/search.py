@@ -1,0 +1,97 @@
+"""``tune-digits search``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from tune_digits.cli.app import announce_data, app, out, overrides_from_flags, user_errors
+
+
+@app.command()
+@user_errors
+def search(
+    space: Annotated[Path, typer.Option("--space", help="A search space YAML, e.g. search_spaces/lenet.yaml.")],
+    data: Annotated[Optional[Path], typer.Option(help="Corpus folder (default: the bundled demo corpus).")] = None,
+    split: Annotated[
+        Optional[str], typer.Option(help="becker:K, speakers, loso:SPEAKER, fsdd-official, split.json.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="Search name (default SPACE-TIME); --resume needs it.")] = None,
+    num_samples: Annotated[Optional[int], typer.Option(help="Trials to run.")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs of a trial that ASHA never stops.")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per trial (default 1).")] = None,
+    gpus_per_trial: Annotated[
+        Optional[float], typer.Option(help="GPUs per trial (default 0.25 LeNet-5, 1 timm).")
+    ] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help="Trials at once (default: what fits).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster: auto or ray://HOST:10001.")] = None,
+    storage: Annotated[Path, typer.Option(help="Where searches are kept (shared storage on a cluster).")] = Path(
+        "runs/search"
+    ),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search --name after a crash.")] = False,
+    wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a fixed setting: --set train.patience=5.")
+    ] = None,
+) -> None:
+    """Tune hyperparameters with Ray Tune, Optuna (TPE) and ASHA early stopping."""
+    from dataclasses import replace
+
+    from tune_digits.search import SearchOptions, run_search
+    from tune_digits.space import load_space
+
+    sp = load_space(space)
+    changes = {
+        "num_samples": num_samples,
+        "max_epochs": max_epochs,
+        "time_budget": time_budget,
+        "max_concurrent": max_concurrent,
+        "seed": seed,
+    }
+    sp = replace(sp, search=replace(sp.search, **{k: v for k, v in changes.items() if v is not None}))
+    if resume and not name:
+        raise typer.BadParameter("--resume needs the --name of the search to continue")
+    flags = overrides_from_flags(data=data, split=split) + list(set_ or [])
+    opts = SearchOptions(
+        name=name or f"{space.stem}-{time.strftime('%Y%m%d-%H%M%S')}",
+        storage=storage,
+        overrides=tuple(flags),
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        address=address,
+        resume=resume,
+        wandb=wandb,
+    )
+    announce_data(str(data or sp.fixed.get("data.root", "")))
+    folder = run_search(sp, opts)
+    show_leaderboard(folder)
+
+
+def show_leaderboard(folder: Path, top: int = 10) -> None:
+    import pandas as pd
+
+    table_df = pd.read_csv(folder / "results.csv")
+    params = [c for c in table_df.columns if "." in c]
+    table = Table(title=f"search {folder.name}: top {min(top, len(table_df))} of {len(table_df)} trials")
+    for col in ("trial", "val F1", "epochs", "status", *params):
+        table.add_column(col, justify="right")
+    for _, row in table_df.head(top).iterrows():
+        cells = [_fmt(row[p]) for p in params]
+        table.add_row(str(row["trial_id"]), _fmt(row["val_f1"]), str(row["epochs_run"]), row["status"], *cells)
+    out.print(table)
+    best = folder / "best.yaml"
+    out.print(f"results: {folder / 'results.csv'}")
+    if best.is_file():
+        out.print(f"best config: {best}  (tune-digits train --config {best})")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

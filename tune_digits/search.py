@@ -1,0 +1,283 @@
+"""``tune-digits search``: a YAML space -> Ray Tune with Optuna (TPE) and ASHA -> results you can open.
+
+runs/search/NAME/
+    (Ray's experiment state: experiment_state-*.json, searcher state, trial folders)
+    split.json                 the split every trial used
+    trials/<trial_id>/         history.jsonl, model.pt, metrics.json, config.yaml, run.json (a run folder)
+    results.csv                one row per trial: parameters, best val_f1, epochs run, status, checkpoint
+    best.yaml                  the best trial's resolved config (train --config best.yaml, final-eight)
+    importance.json, *.png, report.html
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tune_digits.config import from_flat, save_config, to_flat
+from tune_digits.corpus import save_split
+from tune_digits.errors import UserError
+from tune_digits.space import SearchSpace, to_optuna, to_tune
+from tune_digits.tuning import (
+    TrialContext,
+    init_ray,
+    make_trainable,
+    plan_resources,
+    restore_or_new,
+    run_config,
+    shutdown_ray,
+)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    name: str
+    storage: Path = Path("runs/search")
+    overrides: tuple[str, ...] = ()  # dotted key=value applied over the space's fixed settings
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    address: str | None = None
+    resume: bool = False
+    wandb: str = "auto"
+    progress: bool = True
+
+
+def search_dir(opts: SearchOptions) -> Path:
+    return (opts.storage / opts.name).resolve()
+
+
+def check_target(opts: SearchOptions) -> Path:
+    """Refuse to overwrite a search; refuse to resume one that does not exist. Creates nothing."""
+    path = search_dir(opts)
+    if opts.resume and not path.is_dir():
+        raise UserError(f"no search named {opts.name!r} under {opts.storage}; check --name and --storage")
+    if not opts.resume and path.exists():
+        raise UserError(f"search {path} already exists; use --resume to continue it or choose another --name")
+    return path
+
+
+def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
+    """Run (or resume) the search and write its results; returns the search folder."""
+    from tune_digits.config import parse_overrides
+    from tune_digits.train import prepare
+    from tune_digits.tracking import resolve_mode
+
+    path = check_target(opts)
+    wandb_mode = resolve_mode(opts.wandb)
+    base = space.base_config(parse_overrides(list(opts.overrides)))
+    if opts.resume:
+        base = from_flat(json.loads((path / "base_config.json").read_text(encoding="utf-8")))
+    data = prepare(base, progress=opts.progress)  # builds the shared feature cache once, before any trial
+    s = space.search
+    cluster = init_ray(opts.address)
+    try:
+        res = plan_resources(
+            cluster, _model_names(space, base), opts.cpus_per_trial, opts.gpus_per_trial, s.max_concurrent
+        )
+        if not opts.resume:
+            path.mkdir(parents=True)
+            save_split(data.split, path / "split.json")
+            flat = to_flat(base)
+            flat.update({"data.root": str(data.catalog.root), "data.split": str(path / "split.json")})
+            flat.update({"train.epochs": s.max_epochs, "train.threads": max(1, int(res.cpus))})
+            (path / "base_config.json").write_text(json.dumps(flat, indent=1), encoding="utf-8")
+            (path / "space.json").write_text(json.dumps({"source": space.source, "search": vars(s)}), encoding="utf-8")
+        flat = json.loads((path / "base_config.json").read_text(encoding="utf-8"))
+        ctx = TrialContext(
+            flat,
+            str(path),
+            group=opts.name,
+            wandb=wandb_mode,
+            threads=int(flat["train.threads"]),
+            list_keys=_list_keys(space),
+        )
+        results = _fit(space, opts, path, ctx, res)
+    finally:
+        shutdown_ray()
+    return finish_search(path, space, results, data.catalog.root)
+
+
+def _model_names(space: SearchSpace, base: Any) -> list[str]:
+    for d in space.dims:
+        if d.key == "model.name":
+            return [str(v) for v in d.values]
+    return [base.model.name]
+
+
+def _list_keys(space: SearchSpace) -> tuple[str, ...]:
+    return tuple(d.key for d in space.dims if d.kind == "choice" and any(isinstance(v, tuple) for v in d.values))
+
+
+def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext, res: Any) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = space.search
+    trainable_fn = make_trainable(ctx, res)
+    param_space = to_tune(space)
+
+    def new_tuner() -> Any:
+        searcher = ConcurrencyLimiter(OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed), res.max_concurrent)
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=s.max_epochs,
+            grace_period=min(s.grace_period, s.max_epochs),
+            reduction_factor=s.reduction_factor,
+        )
+        tune_config = tune.TuneConfig(
+            metric=s.metric,
+            mode=s.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=s.num_samples,
+            max_concurrent_trials=res.max_concurrent,
+            time_budget_s=s.time_budget or None,
+        )
+        return tune.Tuner(
+            trainable_fn,
+            param_space=param_space,
+            tune_config=tune_config,
+            run_config=run_config(opts.name, opts.storage, s.max_failures, s.metric, s.mode),
+        )
+
+    tuner = restore_or_new(path, opts.resume, trainable_fn, param_space, new_tuner)
+    return tuner.fit()
+
+
+def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> dict[str, Any]:
+    """One results.csv row; also completes the trial's run folder from its best checkpoint."""
+    from tune_digits.checkpoint import load_checkpoint
+    from tune_digits.models import count_parameters, create_model
+
+    metrics = result.metrics or {}
+    trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+    trial_dir = path / "trials" / trial_id
+    history = _read_history(trial_dir / "history.jsonl")
+    epochs = len(history)
+    error = str(result.error).splitlines()[0][:300] if result.error else ""
+    status = "ERROR" if error else ("TERMINATED" if epochs >= max_epochs else "STOPPED")
+    row: dict[str, Any] = {"trial_id": trial_id, "status": status, "epochs_run": epochs}
+    best = max(history, key=lambda r: (r["val_f1"], -r["val_loss"]), default=None)
+    row.update(
+        val_f1=best["val_f1"] if best else np.nan,
+        val_loss=best["val_loss"] if best else np.nan,
+        best_epoch=best["epoch"] if best else 0,
+        train_seconds=history[-1]["seconds"] if history else 0.0,
+        time_total_s=round(float(metrics.get("time_total_s", 0.0)), 3),
+        error=error,
+        checkpoint="",
+    )
+    row.update({d.key: (result.config or {}).get(d.key) for d in space.dims})
+    ckpt = result.get_best_checkpoint("val_f1", "max") if result.best_checkpoints else None
+    if ckpt is not None:
+        with ckpt.as_directory() as folder:
+            payload = load_checkpoint(Path(folder) / "model.pt")
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            (trial_dir / "model.pt").write_bytes((Path(folder) / "model.pt").read_bytes())
+        cfg = from_flat(payload["config"])
+        m = cfg.model
+        model = create_model(
+            m.name,
+            tuple(payload["metrics"]["input_shape"]),
+            10,
+            channels=m.channels,
+            kernel_size=m.kernel_size,
+            fc=m.fc,
+            activation=m.activation,
+            batch_norm=m.batch_norm,
+            dropout=m.dropout,
+        )
+        _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
+        row["checkpoint"] = f"trials/{trial_id}/model.pt"
+    return row
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_trial_files(
+    trial_dir: Path, cfg: Any, best: dict, n_params: int, epochs: int, path: Path, trial: str
+) -> None:
+    from tune_digits.run import split_digest, write_history_csv
+    from tune_digits.corpus import Split
+
+    metrics = {**best, "num_parameters": n_params, "epochs_run": epochs}
+    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    save_config(cfg, trial_dir / "config.yaml")
+    write_history_csv(trial_dir / "history.csv", _read_history(trial_dir / "history.jsonl"))
+    split = json.loads((path / "split.json").read_text(encoding="utf-8"))
+    digest = split_digest(Split(split["spec"], tuple(split["train"]), tuple(split["val"]), tuple(split["test"])))
+    meta = {
+        "kind": "search-trial",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data_root": cfg.data.root,
+        "split_spec": split["spec"],
+        "split_digest": digest,
+        "search": path.name,
+        "trial_id": trial,
+    }
+    (trial_dir / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path) -> Path:
+    """Write results.csv, best.yaml, importance.json and the plots from a ResultGrid."""
+    import pandas as pd
+
+    rows = [_trial_row(r, path, space, space.search.max_epochs) for r in results]
+    if not rows:
+        raise UserError(f"the search {path.name} ran no trial; check the resources and the time budget")
+    table = pd.DataFrame(rows).sort_values("val_f1", ascending=False, na_position="last")
+    table.to_csv(path / "results.csv", index=False)
+    done = table[table["checkpoint"] != ""]
+    if len(done):
+        best_id = done.iloc[0]["trial_id"]
+        from tune_digits.checkpoint import load_checkpoint
+
+        cfg = from_flat(load_checkpoint(path / "trials" / best_id / "model.pt")["config"])
+        save_config(replace(cfg, data=replace(cfg.data, root=str(data_root))), path / "best.yaml")
+    _importance(path, space, done)
+    try:
+        from tune_digits.report import build_report
+
+        build_report(path)
+    except (ImportError, ValueError, KeyError) as exc:
+        (path / "report_error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
+    return path
+
+
+def _importance(path: Path, space: SearchSpace, done: Any) -> None:
+    """Parameter importance (Optuna's PED-ANOVA) over the finished trials, when there are enough."""
+    import optuna
+
+    if len(done) < 4 or not space.dims:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = to_optuna(space)
+    study = optuna.create_study(direction="maximize")
+    for _, row in done.iterrows():
+        params = {d.key: _encoded(row[d.key]) for d in space.dims}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["val_f1"])))
+    try:
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return
+    (path / "importance.json").write_text(json.dumps({k: float(v) for k, v in scores.items()}, indent=1), "utf-8")
+
+
+def _encoded(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value

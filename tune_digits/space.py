@@ -1,0 +1,232 @@
+"""Search spaces as data: a YAML file of fixed settings, typed distributions and search settings.
+
+    fixed:                      # dotted keys, as in `train --set`
+      model.name: lenet5
+    space:                      # dotted key -> distribution
+      train.lr: {type: loguniform, low: 3.0e-4, high: 1.0e-2}
+      train.batch_size: {type: choice, values: [32, 64, 128]}
+      augment.freq_masks: {type: int, low: 0, high: 3}
+      model.dropout: {type: quantized, low: 0.0, high: 0.5, q: 0.05}
+    search:                     # how to search
+      num_samples: 16
+      max_epochs: 20
+
+Distributions: uniform, loguniform, int (inclusive; ``log: true`` allowed), choice,
+quantized (``q`` step; ``log: true`` allowed). Validation is strict: an unknown
+key, a wrong type, low above high or an unknown distribution is a one-line error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tune_digits.config import Config, all_keys, flatten, from_flat, parse_yaml_text, with_values
+from tune_digits.errors import ConfigError, UserError
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "quantized")
+_DIST_KEYS = {
+    "uniform": {"low", "high"},
+    "loguniform": {"low", "high"},
+    "int": {"low", "high", "log"},
+    "choice": {"values"},
+    "quantized": {"low", "high", "q", "log"},
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    metric: str = "val_f1"
+    mode: str = "max"
+    num_samples: int = 16
+    max_epochs: int = 20
+    grace_period: int = 2  # epochs every trial runs before ASHA may stop it
+    reduction_factor: int = 3
+    seed: int = 0
+    max_concurrent: int = 0  # 0 = as many as the resources allow
+    time_budget: float = 0.0  # seconds; 0 = no limit
+    max_failures: int = 1  # retries of a failed trial
+
+    def __post_init__(self) -> None:
+        rules = [
+            (
+                self.metric in ("val_f1", "val_accuracy", "val_loss"),
+                "search.metric",
+                "must be val_f1, val_accuracy or val_loss",
+            ),
+            (self.mode in ("max", "min"), "search.mode", "must be max or min"),
+            (self.num_samples >= 1, "search.num_samples", "must be >= 1"),
+            (self.max_epochs >= 1, "search.max_epochs", "must be >= 1"),
+            (1 <= self.grace_period, "search.grace_period", "must be >= 1"),
+            (self.reduction_factor >= 2, "search.reduction_factor", "must be >= 2"),
+            (self.max_concurrent >= 0, "search.max_concurrent", "must be >= 0"),
+            (self.time_budget >= 0, "search.time_budget", "must be >= 0"),
+            (self.max_failures >= 0, "search.max_failures", "must be >= 0"),
+        ]
+        for ok, key, rule in rules:
+            if not ok:
+                raise ConfigError(f"{key}: {rule}, got {getattr(self, key.split('.')[1])!r}")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    key: str
+    kind: str
+    low: float | int | None = None
+    high: float | int | None = None
+    q: float | None = None
+    log: bool = False
+    values: tuple[Any, ...] = ()
+
+    def bounds(self) -> list[Any]:
+        """Values that must each make a valid config (the ends of a range, or every choice)."""
+        return list(self.values) if self.kind == "choice" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    source: str
+    fixed: dict[str, Any]
+    dims: tuple[Dimension, ...]
+    search: SearchSettings = field(default_factory=SearchSettings)
+
+    def base_config(self, extra: dict[str, Any] | None = None) -> Config:
+        return from_flat({**self.fixed, **(extra or {})})
+
+
+def _num(key: str, spec: dict, name: str, integer: bool = False) -> float | int:
+    value = spec.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"space.{key}.{name}: expected {'an int' if integer else 'a number'}, got {value!r}")
+    return value
+
+
+def parse_dimension(key: str, spec: Any) -> Dimension:
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(
+            f"space.{key}: expected a mapping with a type, e.g. {{type: loguniform, low: 1e-4, high: 1e-2}}"
+        )
+    kind = spec["type"]
+    if kind not in DISTRIBUTIONS:
+        raise ConfigError(f"space.{key}.type: unknown distribution {kind!r}; use {', '.join(DISTRIBUTIONS)}")
+    extra = set(spec) - {"type"} - _DIST_KEYS[kind]
+    if extra:
+        raise ConfigError(
+            f"space.{key}: unknown field {sorted(extra)[0]!r} for {kind}; allowed: {sorted(_DIST_KEYS[kind])}"
+        )
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"space.{key}.values: expected a non-empty list, got {values!r}")
+        return Dimension(key, kind, values=tuple(tuple(v) if isinstance(v, list) else v for v in values))
+    log = spec.get("log", kind == "loguniform")
+    if not isinstance(log, bool):
+        raise ConfigError(f"space.{key}.log: expected true or false, got {log!r}")
+    low, high = _num(key, spec, "low", kind == "int"), _num(key, spec, "high", kind == "int")
+    if low > high:
+        raise ConfigError(f"space.{key}: low {low!r} is above high {high!r}")
+    if log and low <= 0:
+        raise ConfigError(f"space.{key}.low: must be > 0 on a log scale, got {low!r}")
+    q = _num(key, spec, "q") if kind == "quantized" else None
+    if q is not None and q <= 0:
+        raise ConfigError(f"space.{key}.q: must be > 0, got {q!r}")
+    return Dimension(key, kind, low, high, q, log)
+
+
+def parse_space(data: Any, source: str = "space") -> SearchSpace:
+    """Validate a parsed YAML document into a SearchSpace."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with fixed, space and search sections")
+    unknown = set(data) - {"fixed", "space", "search"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are fixed, space, search")
+    fixed = flatten(data.get("fixed") or {})
+    raw_space = data.get("space") or {}
+    if not isinstance(raw_space, dict) or not raw_space:
+        raise ConfigError(f"{source}: the space section is empty; add at least one distribution")
+    known = set(all_keys())
+    dims = []
+    for key, spec in raw_space.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"space.{key}: unknown config key{hint}")
+        dims.append(parse_dimension(key, spec))
+    search = _parse_settings(data.get("search") or {}, source)
+    space = SearchSpace(source, fixed, tuple(dims), search)
+    base = space.base_config()  # unknown or invalid fixed keys fail here
+    for dim in dims:
+        for value in dim.bounds():
+            try:
+                with_values(base, {dim.key: list(value) if isinstance(value, tuple) else value})
+            except ConfigError as exc:
+                raise ConfigError(f"space.{dim.key}: the value {value!r} is not allowed ({exc})") from None
+    return space
+
+
+def _parse_settings(raw: Any, source: str) -> SearchSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: search must be a mapping")
+    names = {f.name: f.type for f in fields(SearchSettings)}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"search.{key}: unknown setting; known: {', '.join(names)}")
+        expected = {"str": str, "int": int, "float": (int, float)}[names[key]]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ConfigError(f"search.{key}: expected {names[key]}, got {value!r}")
+    return SearchSettings(**raw)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"search space {path} not found; see search_spaces/ for examples")
+    return parse_space(parse_yaml_text(path.read_text(encoding="utf-8"), str(path)), str(path))
+
+
+def encode(value: Any) -> Any:
+    """Optuna's categorical values must be scalars: lists travel as JSON strings."""
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+
+
+def decode(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """Sampled params back to config values (JSON strings back to lists)."""
+    lists = {d.key for d in space.dims if d.kind == "choice" and any(isinstance(v, tuple) for v in d.values)}
+    return {k: json.loads(v) if k in lists and isinstance(v, str) else v for k, v in params.items()}
+
+
+def to_tune(space: SearchSpace) -> dict[str, Any]:
+    """The Ray Tune param_space: one sampler per dotted key."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            out[d.key] = tune.choice([encode(v) for v in d.values])
+        elif d.kind == "uniform":
+            out[d.key] = tune.uniform(d.low, d.high)
+        elif d.kind == "loguniform":
+            out[d.key] = tune.loguniform(d.low, d.high)
+        elif d.kind == "int":
+            out[d.key] = (tune.lograndint if d.log else tune.randint)(d.low, d.high + 1)
+        else:
+            out[d.key] = (tune.qloguniform if d.log else tune.quniform)(d.low, d.high, d.q)
+    return out
+
+
+def to_optuna(space: SearchSpace) -> dict[str, Any]:
+    """Optuna distributions of the same space (for parameter importance)."""
+    import optuna.distributions as od
+
+    out: dict[str, Any] = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            out[d.key] = od.CategoricalDistribution([encode(v) for v in d.values])
+        elif d.kind == "int":
+            out[d.key] = od.IntDistribution(int(d.low), int(d.high), log=d.log)
+        else:
+            out[d.key] = od.FloatDistribution(float(d.low), float(d.high), log=d.log)
+    return out

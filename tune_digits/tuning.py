@@ -1,0 +1,196 @@
+"""The Ray Tune glue: the trainable, resources and the Tuner. The one place that calls ``tune.report``.
+
+``search`` (Optuna + ASHA) and ``final-eight`` (a grid) both run their trials here.
+A trial trains with ``train.fit``; after each epoch it reports the validation
+metrics and, when val_f1 improved, a checkpoint holding ``model.pt`` (the best
+weights, loadable on their own) and ``state.pt`` (everything needed to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tune_digits.checkpoint import save_checkpoint
+from tune_digits.config import Config, from_flat, to_flat
+from tune_digits.data import cache_root
+from tune_digits.errors import UserError
+
+REPORTED = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "best_val_f1", "seconds")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its sampled params (sent once through the object store)."""
+
+    base: dict[str, Any]  # flat resolved config shared by all trials
+    out_dir: str  # trials write to out_dir/trials/<trial_id>/
+    group: str  # W&B group
+    job_type: str = "search"
+    wandb: str = "disabled"
+    threads: int = 1
+    list_keys: tuple[str, ...] = ()  # params that travel as JSON strings
+    write_run: bool = False  # write a full run folder (test metrics, predictions) when the trial ends
+    kind: str = "search-trial"
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def trial_config(ctx: TrialContext, params: dict[str, Any]) -> Config:
+    values = {k: json.loads(v) if k in ctx.list_keys and isinstance(v, str) else v for k, v in params.items()}
+    return from_flat({**ctx.base, **values})
+
+
+def _load_resume(checkpoint: Any) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / "state.pt", map_location="cpu", weights_only=True)
+
+
+def _reset_history(path: Path, resume: dict[str, Any] | None) -> None:
+    """A restarted trial keeps only the epochs its checkpoint covers."""
+    records = resume["history"] if resume else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
+    """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
+    from ray import tune
+
+    from tune_digits.run import write_run_files
+    from tune_digits.tracking import Tracker
+    from tune_digits.train import fit, prepare
+
+    torch.set_num_threads(max(1, ctx.threads))
+    cfg = trial_config(ctx, params)
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(ctx.out_dir) / "trials" / trial_id
+    resume = _load_resume(tune.get_checkpoint())
+    _reset_history(trial_dir / "history.jsonl", resume)
+    data = prepare(cfg)
+    tracker = Tracker(
+        trial_dir, mode=ctx.wandb, name=trial_id, group=ctx.group, job_type=ctx.job_type, config=to_flat(cfg)
+    )
+    shape, norm = list(data.features.shape), list(data.norm)
+
+    def on_epoch(record: dict[str, Any], state: Any) -> None:
+        tracker.log(record)
+        metrics = {k: record[k] for k in REPORTED}
+        if not record["improved"]:
+            tune.report(metrics)
+            return
+        st = state()
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(st, Path(tmp) / "state.pt")
+            best = {"val_f1": record["val_f1"], "val_loss": record["val_loss"], "val_accuracy": record["val_accuracy"]}
+            best.update(best_epoch=record["epoch"], input_shape=shape, norm=norm)
+            save_checkpoint(Path(tmp) / "model.pt", st["best_state"], to_flat(cfg), best)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    try:
+        result = fit(cfg, on_epoch, data=data, resume=resume)
+        tracker.summary(result.metrics(), result.test["confusion_matrix"] if ctx.write_run else None)
+    finally:
+        tracker.finish()
+    if ctx.write_run:
+        write_run_files(trial_dir, cfg, data, result, kind=ctx.kind)
+        labels = {**ctx.labels, **{k: v for k, v in params.items() if not isinstance(v, (dict, list))}}
+        (trial_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, float]:
+    """Start a local Ray (or join ``address``) and return the cluster's resources."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=env,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head` or drop --address"
+        ) from None
+    return ray.cluster_resources()
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float
+    gpus: float
+    max_concurrent: int
+
+
+def plan_resources(
+    cluster: dict[str, float], model_names: list[str], cpus: float | None, gpus: float | None, max_concurrent: int
+) -> Resources:
+    """Small models share a GPU (0.25 each), larger ones take a whole GPU; no GPU -> CPU trials."""
+    n_gpu, n_cpu = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
+    if gpus is None:
+        gpus = (0.25 if all(n == "lenet5" for n in model_names) else 1.0) if n_gpu else 0.0
+    if gpus > 0 and n_gpu == 0:
+        raise UserError(f"--gpus-per-trial {gpus} asked for, but the Ray cluster has no GPU; use --gpus-per-trial 0")
+    cpus = cpus if cpus is not None else (max(1.0, min(4.0, n_cpu // max(n_gpu / gpus, 1))) if gpus else 1.0)
+    if cpus > n_cpu:
+        raise UserError(f"--cpus-per-trial {cpus:g} is more than the {n_cpu:g} CPUs Ray sees")
+    slots = int(n_gpu / gpus) if gpus else int(n_cpu // cpus)
+    return Resources(cpus, gpus, max_concurrent or max(1, slots))
+
+
+def run_config(name: str, storage: Path, max_failures: int, metric: str = "val_f1", mode: str = "max"):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(storage.resolve()),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+        ),
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        verbose=1,
+    )
+
+
+def make_trainable(ctx: TrialContext, res: Resources):
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": res.cpus, "gpu": res.gpus})
+
+
+def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dict, make_new: Any):
+    """``Tuner.restore`` when resuming (finished trials are not rerun), otherwise a fresh Tuner."""
+    from ray import tune
+
+    if resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise UserError(f"nothing to resume at {path}: no Ray experiment state there; run without --resume")
+        return tune.Tuner.restore(
+            str(path), trainable=trainable_fn, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
+    return make_new()
