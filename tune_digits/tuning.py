@@ -40,11 +40,13 @@ class TrialContext:
     write_run: bool = False  # write a full run folder (test metrics, predictions) when the trial ends
     kind: str = "search-trial"
     labels: dict[str, Any] = field(default_factory=dict)
+    bases: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-arm bases, chosen by params["arm"]
 
 
 def trial_config(ctx: TrialContext, params: dict[str, Any]) -> Config:
     values = {k: json.loads(v) if k in ctx.list_keys and isinstance(v, str) else v for k, v in params.items()}
-    return from_flat({**ctx.base, **values})
+    base = ctx.bases[values.pop("arm")] if "arm" in values else ctx.base
+    return from_flat({**base, **values})
 
 
 def _load_resume(checkpoint: Any) -> dict[str, Any] | None:
@@ -115,6 +117,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
 
     if ray.is_initialized():
         return ray.cluster_resources()
+    if address and address != "auto":
+        _probe(address)
     env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
     try:
         ray.init(
@@ -131,6 +135,22 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
             f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head` or drop --address"
         ) from None
     return ray.cluster_resources()
+
+
+def _probe(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on an address nobody listens on (Ray itself retries for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head` or drop --address"
+        ) from None
 
 
 def shutdown_ray() -> None:
@@ -177,10 +197,14 @@ def run_config(name: str, storage: Path, max_failures: int, metric: str = "val_f
     )
 
 
-def make_trainable(ctx: TrialContext, res: Resources):
+def make_trainable(ctx: TrialContext, res: Resources | dict[str, Resources]):
+    """The trainable with its resources; a dict gives each arm (params["arm"]) its own."""
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": res.cpus, "gpu": res.gpus})
+    fn = tune.with_parameters(trainable, ctx=ctx)
+    if isinstance(res, Resources):
+        return tune.with_resources(fn, {"cpu": res.cpus, "gpu": res.gpus})
+    return tune.with_resources(fn, lambda config: {"cpu": res[config["arm"]].cpus, "gpu": res[config["arm"]].gpus})
 
 
 def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dict, make_new: Any):

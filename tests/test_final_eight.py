@@ -1,0 +1,109 @@
+"""final-eight on the demo corpus: eight real trainings through a Ray Tune grid."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tune_digits.cli import app
+from tune_digits.config import load_config, save_config
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _params(folder: Path) -> tuple[Path, Path]:
+    a = load_config(None, ["model.name=lenet5", "model.channels=[4,8]", "model.fc=[32,16]", "train.epochs=1"])
+    b = load_config(None, ["model.name=mobilenetv3_small_100", "train.epochs=1", "train.batch_size=64"])
+    save_config(a, folder / "a.yaml")
+    save_config(b, folder / "b.yaml")
+    return folder / "a.yaml", folder / "b.yaml"
+
+
+@pytest.fixture(scope="module")
+def eight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("eight")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNE_DIGITS_CACHE", str(tmp / "cache"))
+    a, b = _params(tmp)
+    args = [
+        "final-eight",
+        "--model-a",
+        str(a),
+        "--model-b",
+        str(b),
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--storage",
+        str(tmp / "runs"),
+        "--name",
+        "e1",
+        "--wandb",
+        "disabled",
+    ]
+    result = runner.invoke(app, args)
+    mp.undo()
+    assert result.exit_code == 0, result.output
+    return tmp / "runs" / "e1"
+
+
+def test_eight_rows_cover_exactly_the_eight_combinations(eight: Path) -> None:
+    table = pd.read_csv(eight / "summary.csv")
+    assert len(table) == 8
+    combos = set(zip(table["model"], table["variant"], table["augment"], strict=True))
+    assert combos == {(m, v, a) for m in "AB" for v in ("raw", "bilateral") for a in (False, True)}
+    assert set(table[table["model"] == "B"]["model_name"]) == {"mobilenetv3_small_100"}
+    assert table["test_f1"].between(0, 1).all()
+
+
+def test_report_and_plots_are_written_and_images_decode(eight: Path) -> None:
+    for name in ("summary.md", "test_f1.png", "confusion_matrices.png", "learning_curves.png"):
+        assert (eight / name).stat().st_size > 0, name
+    html = (eight / "report.html").read_text()
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) >= 3
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "±" not in (eight / "summary.md").read_text()  # one seed: no spread to show
+
+
+def test_variant_and_augmentation_really_differ_between_runs(eight: Path) -> None:
+    table = pd.read_csv(eight / "summary.csv")
+    caches = {}
+    for _, row in table.iterrows():
+        run = eight / row["run_dir"]
+        meta = json.loads((run / "run.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        caches.setdefault((row["model"], row["variant"]), set()).add(meta["feature_cache"])
+        assert (metrics["augmented_batches"] > 0) == bool(row["augment"]), row.to_dict()
+    for model in "AB":
+        raw, bil = caches[(model, "raw")], caches[(model, "bilateral")]
+        assert len(raw) == 1 and len(bil) == 1 and raw != bil  # the bilateral runs read the bilateral cache
+    splits = {(eight / r / "split.json").read_text() for r in table["run_dir"]}
+    assert len(splits) == 1  # one split for all eight
+
+
+def test_refuses_without_params(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "final-eight",
+            "--searches",
+            str(tmp_path / "none"),
+            "--storage",
+            str(tmp_path / "runs"),
+            "--wandb",
+            "disabled",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "no params for Model A" in result.output and "search_spaces/lenet.yaml" in result.output
+    assert not (tmp_path / "runs").exists()

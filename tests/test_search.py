@@ -1,0 +1,202 @@
+"""Real Ray Tune searches on the bundled demo corpus, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tune_digits.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+# Two hopeless learning rates and two good ones: ASHA has something to stop.
+SPACE = {
+    "fixed": {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]},
+    "space": {
+        "train.lr": {"type": "choice", "values": [1.0e-7, 3.0e-3, 2.0e-7, 5.0e-3]},
+        "model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1},
+    },
+    "search": {"num_samples": 4, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "seed": 1},
+}
+
+
+def _write_space(folder: Path, **search: object) -> Path:
+    data = json.loads(json.dumps(SPACE))
+    data["search"].update(search)
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("search")
+    env = {"TUNE_DIGITS_CACHE": str(tmp / "cache"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        args = ["search", "--space", str(_write_space(tmp)), "--storage", str(tmp / "runs"), "--name", "s1"]
+        result = runner.invoke(app, [*args, "--wandb", "offline", "--max-concurrent", "2"])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert result.exit_code == 0, result.output
+    return tmp / "runs" / "s1"
+
+
+def test_search_writes_one_row_per_trial_and_a_usable_best_yaml(finished_search: Path, tmp_path, tmp_cache) -> None:
+    table = pd.read_csv(finished_search / "results.csv")
+    assert len(table) == 4 and table["trial_id"].is_unique
+    assert {"train.lr", "model.dropout", "val_f1", "epochs_run", "status", "checkpoint"} <= set(table.columns)
+    assert table["val_f1"].iloc[0] == table["val_f1"].max()
+    best = yaml.safe_load((finished_search / "best.yaml").read_text())
+    assert best["train"]["lr"] == pytest.approx(table["train.lr"].iloc[0])
+    assert best["data"]["split"] == str(finished_search / "split.json")
+    out = tmp_path / "again"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(finished_search / "best.yaml"),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--wandb",
+            "disabled",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads((out / "split.json").read_text())["test"]
+        == json.loads((finished_search / "split.json").read_text())["test"]
+    )
+
+
+def test_every_trial_folder_is_a_run_folder(finished_search: Path) -> None:
+    import torch
+
+    table = pd.read_csv(finished_search / "results.csv")
+    for _, row in table.iterrows():
+        folder = finished_search / "trials" / row["trial_id"]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["val_f1"] == pytest.approx(row["val_f1"])
+        assert json.loads((folder / "run.json").read_text())["kind"] == "search-trial"
+        payload = torch.load(folder / "model.pt", weights_only=True)
+        assert payload["config"]["train.lr"] == pytest.approx(row["train.lr"])
+        lines = (folder / "history.jsonl").read_text().splitlines()
+        assert len(lines) == row["epochs_run"]
+
+
+def test_asha_stops_poor_trials_early(finished_search: Path) -> None:
+    table = pd.read_csv(finished_search / "results.csv")
+    stopped = table[table["epochs_run"] < 4]
+    assert len(stopped) >= 1, table[["train.lr", "epochs_run", "val_f1"]]
+    assert (stopped["status"] == "STOPPED").all()
+    assert table.iloc[0]["epochs_run"] == 4  # the winner ran to the end
+
+
+def test_wandb_offline_runs_land_on_disk(finished_search: Path) -> None:
+    runs = sorted(finished_search.glob("trials/*/wandb/offline-run-*"))
+    assert len(runs) == 4
+    for run in runs:  # the run log is binary protobuf; the metric names are in it as bytes
+        data = next(run.glob("run-*.wandb")).read_bytes()
+        assert b"val_f1" in data and b"train_loss" in data and b"model.name" in data
+
+
+def test_plots_and_importance_are_written(finished_search: Path) -> None:
+    for name in ("optimization_history.png", "param_vs_f1.png", "report.html"):
+        assert (finished_search / name).stat().st_size > 1000, name
+
+
+def test_search_refuses_bad_input_and_creates_nothing(tmp_path, tmp_cache) -> None:
+    storage = tmp_path / "runs"
+    space = _write_space(tmp_path)
+    cases = [
+        ["--space", str(tmp_path / "missing.yaml")],
+        ["--space", str(space), "--data", str(tmp_path / "nodata")],
+        ["--space", str(space), "--resume", "--name", "ghost"],
+    ]
+    for args in cases:
+        result = runner.invoke(app, ["search", *args, "--storage", str(storage), "--wandb", "disabled"])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+    assert not storage.exists()
+
+
+def test_unreachable_address_is_a_one_line_error(tmp_path, tmp_cache) -> None:
+    args = [
+        "search",
+        "--space",
+        str(_write_space(tmp_path)),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--address",
+        "127.0.0.1:1",
+        "--wandb",
+        "disabled",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot reach a Ray cluster" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def _trial_histories(folder: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in folder.glob("trials/*/history.jsonl")}
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path) -> None:
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    space = _write_space(tmp_path, num_samples=4, max_epochs=3, grace_period=3)
+    base = [
+        sys.executable,
+        "-m",
+        "tune_digits.cli",
+        "search",
+        "--space",
+        str(space),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--name",
+        "r",
+        "--wandb",
+        "disabled",
+        "--max-concurrent",
+        "1",
+    ]
+    proc = subprocess.Popen(base, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = tmp_path / "runs" / "r"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait until one trial has finished all its epochs
+        if any(len(h.splitlines()) == 3 for h in _trial_histories(folder).values()):
+            time.sleep(1.5)
+            break
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {k: v for k, v in _trial_histories(folder).items() if len(v.splitlines()) == 3}
+    assert before, "no trial finished before the kill"
+    assert not (folder / "results.csv").exists()
+    resumed = subprocess.run([*base, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    table = pd.read_csv(folder / "results.csv")
+    assert len(table) == 4 and table["trial_id"].is_unique
+    after = _trial_histories(folder)
+    for trial, history in before.items():
+        assert after[trial] == history  # finished trials were not rerun

@@ -1,0 +1,116 @@
+"""Search-space parsing: strict validation and the mapping to Ray Tune and Optuna."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tune_digits.errors import ConfigError, UserError
+from tune_digits.space import decode, encode, load_space, parse_space, to_optuna, to_tune
+
+GOOD = {
+    "fixed": {"model.name": "lenet5", "train": {"patience": 3}},
+    "space": {
+        "train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+        "model.channels": {"type": "choice", "values": [[6, 16], [16, 32]]},
+        "augment.freq_masks": {"type": "int", "low": 0, "high": 3},
+        "model.dropout": {"type": "quantized", "low": 0.0, "high": 0.5, "q": 0.1},
+    },
+    "search": {"num_samples": 3, "max_epochs": 2},
+}
+
+
+def _with(section: str, key: str, value: object) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data[section][key] = value
+    return data
+
+
+def test_good_space_parses_with_fixed_and_settings() -> None:
+    space = parse_space(GOOD)
+    assert [d.key for d in space.dims] == ["train.lr", "model.channels", "augment.freq_masks", "model.dropout"]
+    assert space.fixed == {"model.name": "lenet5", "train.patience": 3}
+    assert space.search.num_samples == 3 and space.search.max_epochs == 2
+    assert space.base_config().train.patience == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "needle"),
+    [
+        ("space", "train.lrr", {"type": "uniform", "low": 0.1, "high": 0.2}, "train.lr"),
+        ("space", "train.lr", {"type": "gaussian", "low": 0.1, "high": 0.2}, "unknown distribution"),
+        ("space", "train.lr", {"type": "uniform", "low": 0.3, "high": 0.2}, "above high"),
+        ("space", "train.lr", {"type": "uniform", "low": "a", "high": 0.2}, "expected a number"),
+        ("space", "train.batch_size", {"type": "choice", "values": []}, "non-empty list"),
+        ("space", "train.lr", {"type": "loguniform", "low": 0.0, "high": 0.2}, "log scale"),
+        ("space", "train.lr", {"type": "uniform", "low": 0.1, "high": 0.2, "step": 1}, "unknown field"),
+        ("space", "model.dropout", {"type": "uniform", "low": 0.0, "high": 1.5}, "not allowed"),
+        ("space", "augment.freq_masks", {"type": "int", "low": 0.5, "high": 3}, "expected an int"),
+        ("search", "num_sample", 3, "unknown setting"),
+        ("search", "num_samples", "many", "expected int"),
+        ("search", "mode", "sideways", "search.mode"),
+        ("fixed", "train.lr", -1, "train.lr"),
+        ("fixed", "train.nope", 1, "unknown config key"),
+    ],
+)
+def test_invalid_spaces_are_one_line_errors_naming_the_key(section: str, key: str, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space(_with(section, key, value))
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_unknown_section_and_empty_space_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown section"):
+        parse_space({**GOOD, "tune": {}})
+    with pytest.raises(ConfigError, match="space section is empty"):
+        parse_space({**GOOD, "space": {}})
+
+
+def test_yaml_syntax_error_reports_the_line(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("space:\n  train.lr: {type: uniform, low: 1\n  model.dropout: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml line \d+"):
+        load_space(path)
+
+
+def test_missing_space_file_is_a_user_error(tmp_path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        load_space(tmp_path / "nope.yaml")
+
+
+def test_tune_and_optuna_spaces_cover_every_dimension() -> None:
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    space = parse_space(GOOD)
+    tune_space = to_tune(space)
+    assert isinstance(tune_space["train.lr"], Float)
+    assert isinstance(tune_space["augment.freq_masks"], Integer)
+    assert isinstance(tune_space["model.channels"], Categorical)
+    assert tune_space["model.channels"].categories == ["[6, 16]", "[16, 32]"]  # Optuna needs scalars
+    dists = to_optuna(space)
+    assert set(dists) == set(tune_space)
+    assert dists["train.lr"].log is True and dists["augment.freq_masks"].high == 3
+
+
+@given(st.lists(st.integers(min_value=1, max_value=512), min_size=1, max_size=4))
+def test_list_choices_round_trip_through_encoding(values: list[int]) -> None:
+    space = parse_space(_with("space", "model.fc", {"type": "choice", "values": [values, [7]]}))
+    assert decode({"model.fc": encode(values)}, space) == {"model.fc": values}
+
+
+def test_shipped_spaces_are_valid() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "search_spaces"
+    names = sorted(p.name for p in folder.glob("*.yaml"))
+    assert {"lenet.yaml", "timm.yaml", "demo.yaml"} <= set(names)
+    for path in folder.glob("*.yaml"):
+        space = load_space(path)
+        assert space.dims, path
+    timm_names = next(d for d in load_space(folder / "timm.yaml").dims if d.key == "model.name").values
+    families = ("efficientnet", "mobilenet", "resnet", "densenet", "inception")
+    assert all(any(str(n).startswith(f) for n in timm_names) for f in families)

@@ -1,0 +1,3 @@
+from tune_digits.cli import main
+
+main()

@@ -1,0 +1,330 @@
+"""Predict digits with a saved model: a run's or a submission's ``model.pt`` and nothing else.
+
+A ``model.pt`` holds the weights, the flat resolved config and the metrics (input shape and the
+training-set normalisation), so :func:`load_model` rebuilds the model without the run folder,
+the corpus or the feature cache. :func:`featurize` turns recordings into the same float16
+log-mel images the feature cache holds (for the bilateral variant the filter runs on the
+float16-rounded raw image, as the cache derives it), and :func:`predict_files` normalises
+them as in training and returns a digit and its probability per file.
+
+:func:`export_onnx` writes the model, with its normalisation and softmax, as ONNX
+(input ``features`` (B, 1, F, T) float32 dB, output ``probabilities`` (B, 10)) and checks
+it against PyTorch with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tune_digits.audio import AudioReadError, load_audio
+from tune_digits.checkpoint import load_checkpoint
+from tune_digits.config import Config, from_flat
+from tune_digits.errors import UserError
+from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
+from tune_digits.models import create_model
+from tune_digits.train import predict_proba
+
+AUDIO_SUFFIXES = (".wav",)
+ONNX_TOLERANCE = 1e-4
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with everything needed to feed it."""
+
+    model: nn.Module
+    cfg: Config
+    norm: tuple[float, float]  # training-set mean and std (used when features.normalize=corpus)
+    input_shape: tuple[int, int, int]  # (1, F, T)
+    metrics: dict[str, Any]
+    path: Path  # the model.pt it came from
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    digit: int
+    probability: float
+
+
+def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
+    """The untrained model ``cfg.model`` describes, for inputs (B, *input_shape)."""
+    m = cfg.model
+    return create_model(
+        m.name,
+        tuple(input_shape),
+        10,
+        channels=m.channels,
+        kernel_size=m.kernel_size,
+        fc=m.fc,
+        activation=m.activation,
+        batch_norm=m.batch_norm,
+        dropout=m.dropout,
+        pretrained=False,  # the weights come from the checkpoint
+    )
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load ``path`` (a model.pt, or a folder holding one) into a model in eval mode on ``device``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    payload = load_checkpoint(path)
+    cfg = from_flat(dict(payload.get("config") or {}))
+    metrics = dict(payload.get("metrics") or {})
+    shape = tuple(metrics.get("input_shape") or spectrogram_shape(cfg.audio, cfg.features))
+    norm_values = metrics.get("norm") or (0.0, 1.0)
+    model = build_model(cfg, shape)  # type: ignore[arg-type]
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"checkpoint {path} does not match its own config ({first})") from None
+    model.to(device).eval()
+    norm = (float(norm_values[0]), float(norm_values[1]))
+    return LoadedModel(model, cfg, norm, shape, metrics, path)  # type: ignore[arg-type]
+
+
+def collect_audio(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Expand files and folders into ``(audio files, other files)``.
+
+    Folders are searched recursively and only their ``*.wav`` files count as audio (hidden
+    files are ignored); a file named directly is always tried. A missing input is a UserError.
+    """
+    audio: list[Path] = []
+    other: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_file():
+            audio.append(item)
+        elif item.is_dir():
+            for p in sorted(item.rglob("*")):
+                if p.is_file() and not p.name.startswith("."):
+                    (audio if p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    return audio, other
+
+
+def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[Path], list[str]]:
+    """Log-mel images of ``paths`` as ``cfg`` makes them: ``(x, ok_paths, errors)``.
+
+    ``x`` is (N, 1, F, T) float32 holding float16-rounded dB values, one row per path in
+    ``ok_paths``; a recording that cannot be decoded goes to ``errors`` (one line each).
+    """
+    waves, ok, errors = [], [], []
+    for p in map(Path, paths):
+        try:
+            waves.append(load_audio(p, cfg.audio.sample_rate, cfg.audio.num_samples))
+            ok.append(p)
+        except AudioReadError as exc:
+            errors.append(str(exc))
+    _, n_mels, n_frames = spectrogram_shape(cfg.audio, cfg.features)
+    if not waves:
+        return torch.zeros((0, 1, n_mels, n_frames)), ok, errors
+    raw_cfg = replace(cfg.features, variant="raw")
+    spec = features_from_waves(np.stack(waves), cfg.audio.sample_rate, raw_cfg, cfg.bilateral)  # (N, F, T) float16
+    if cfg.features.variant == "bilateral":
+        spec = bilateral(spec.astype(np.float32), cfg.bilateral).astype(np.float16)
+    return torch.from_numpy(spec.astype(np.float32))[:, None], ok, errors
+
+
+def predict_tensor(loaded: LoadedModel, x: torch.Tensor) -> tuple[list[int], list[float]]:
+    """Digits and their probabilities for (N, 1, F, T) dB images."""
+    if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
+        raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit the model's {loaded.input_shape}")
+    proba = predict_proba(loaded.model, x, loaded.cfg.features.normalize, loaded.norm).cpu()
+    best = proba.max(dim=1)
+    return best.indices.tolist(), best.values.tolist()
+
+
+def predict_files(loaded: LoadedModel, paths: list[str | Path], *, errors: list[str] | None = None) -> list[Prediction]:
+    """One :class:`Prediction` per readable file, in order.
+
+    Unreadable files are left out and their one-line reasons appended to ``errors``
+    (a warning each when ``errors`` is None).
+    """
+    x, ok, bad = featurize(paths, loaded.cfg)
+    if errors is not None:
+        errors.extend(bad)
+    else:
+        for line in bad:
+            warnings.warn(f"skipped unreadable recording {line}", stacklevel=2)
+    digits, probs = predict_tensor(loaded, x)
+    return [Prediction(str(p), d, float(q)) for p, d, q in zip(ok, digits, probs, strict=True)]
+
+
+class _Probabilities(nn.Module):
+    """dB images -> normalisation -> model -> softmax: what ONNX users call."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.model = loaded.model
+        self.mode, self.norm = loaded.cfg.features.normalize, loaded.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(normalize_batch(x, self.mode, *self.norm)).softmax(dim=1)
+
+
+def _onnx_modules() -> Any:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise UserError(
+            f"--onnx needs the onnx packages ({exc.name} is missing): pip install 'tune-digits[onnx]'"
+        ) from None
+    return onnxruntime
+
+
+def check_onnx_available() -> None:
+    """Raise a UserError when onnx, onnxscript or onnxruntime cannot be imported."""
+    _onnx_modules()
+
+
+def _export(wrapper: nn.Module, shape: tuple[int, int, int], path: Path) -> None:
+    example = torch.randn(2, *shape) * 10 - 40
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
+        try:
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=["features"],
+                output_names=["probabilities"],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as exc:  # the exporter raises many types; the message names it
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(f"ONNX export failed ({type(exc).__name__}: {first})") from None
+
+
+def export_onnx(loaded: LoadedModel, path: Path, samples: torch.Tensor | None = None) -> float:
+    """Write ``path`` (one self-contained file) and return the largest |ONNX - PyTorch| probability gap.
+
+    The check runs on up to 4 rows of ``samples`` (dB images) and on random images of batch
+    sizes 1 and 3; a gap above :data:`ONNX_TOLERANCE` is a UserError.
+    """
+    ort = _onnx_modules()
+    wrapper = _Probabilities(loaded).cpu().eval()
+    shape = loaded.input_shape
+    _export(wrapper, shape, path)
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    checks = [torch.randn(1, *shape, generator=gen) * 10 - 40, torch.randn(3, *shape, generator=gen) * 10 - 40]
+    if samples is not None and len(samples):
+        checks.append(samples[:4].float())
+    gap = 0.0
+    with torch.no_grad():
+        for x in checks:
+            got = runtime.run(None, {"features": x.numpy()})[0]
+            gap = max(gap, float(np.abs(got - wrapper(x).numpy()).max()))
+    if gap > ONNX_TOLERANCE:
+        raise UserError(f"ONNX outputs differ from PyTorch by {gap:.2e} (> {ONNX_TOLERANCE:g}); not exported")
+    return gap
+
+
+@dataclass
+class SplitEvaluation:
+    """A model scored on the validation and test parts of a saved split."""
+
+    val: dict[str, Any]  # train.evaluate output: f1, accuracy, loss, per_class_f1, confusion_matrix, predictions
+    test: dict[str, Any]
+    test_files: list[str]  # relative to data_root, in the order of test["predictions"]
+    test_labels: list[int]
+    data_root: Path
+    samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
+    device: str  # where it was scored: cpu or cuda
+
+
+def evaluate_split(
+    loaded: LoadedModel, data_root: str | Path, split_file: str | Path, digest: str | None = None
+) -> SplitEvaluation:
+    """Re-scan ``data_root``, load ``split_file`` and score ``loaded`` on its val and test parts.
+
+    ``digest`` (a run.json ``split_digest``), when given, must match the split file.
+    """
+    from tune_digits.corpus import load_split, scan
+    from tune_digits.data import build_features
+    from tune_digits.run import split_digest
+    from tune_digits.train import _to_device, evaluate
+
+    root = Path(data_root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} not found; pass --data with the corpus the run was trained on")
+    catalog = scan(root)
+    split = load_split(catalog, Path(split_file))
+    if digest and split_digest(split) != digest:
+        raise UserError(f"{split_file} does not match its run.json (split_digest {digest}); the run was changed")
+    cfg = loaded.cfg
+    fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, progress=False)
+    if tuple(fs.shape) != tuple(loaded.input_shape):
+        raise UserError(f"features of {root} have shape {fs.shape}, the model expects {loaded.input_shape}")
+    device = next(loaded.model.parameters()).device
+    scores = {}
+    for part in ("val", "test"):
+        found = fs.rows(getattr(split, part))
+        if not len(found):
+            raise UserError(f"none of the {part} recordings of {split_file} can be read from {root}")
+        x, y = _to_device(fs, found, device)
+        scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm)
+    rows = np.sort(fs.rows(split.test))
+    samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
+    files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
+    return SplitEvaluation(scores["val"], scores["test"], files, labels, root, samples, device.type)
+
+
+def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(id, digit)`` for every readable *.wav under ``folder`` (id: the path relative to it) and warnings."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"test folder {folder} does not exist")
+    audio, other = collect_audio([folder])
+    notes = []
+    if other:
+        rel = other[0].relative_to(folder).as_posix()
+        notes.append(f"warning: {len(other)} non-audio files in {folder} skipped (first: {rel})")
+    errors: list[str] = []
+    preds = predict_files(loaded, audio, errors=errors)
+    if errors:
+        notes.append(f"warning: {len(errors)} unreadable recordings in {folder} skipped (first: {errors[0]})")
+    if not preds:
+        raise UserError(f"no readable *.wav recordings under {folder}")
+    return [(Path(p.file).relative_to(folder).as_posix(), p.digit) for p in preds], notes
+
+
+def write_predictions(path: Path, ev: SplitEvaluation) -> None:
+    """The test split of ``ev`` as CSV: file (relative to the data folder), label, predicted, probability."""
+    rows = zip(ev.test_files, ev.test_labels, ev.test["predictions"], ev.test["probabilities"], strict=True)
+    _write_csv(path, ["file", "label", "predicted", "probability"], ([f, y, p, f"{q:.6f}"] for f, y, p, q in rows))
+
+
+def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
+    """The contest's CSV: ``id,label``."""
+    _write_csv(path, ["id", "label"], rows)
+
+
+def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
+    """``file,digit,probability`` per prediction."""
+    _write_csv(path, ["file", "digit", "probability"], ([p.file, p.digit, f"{p.probability:.6f}"] for p in preds))
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)

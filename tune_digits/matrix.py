@@ -1,0 +1,210 @@
+"""``tune-digits final-eight``: the eight required trainings as data, run as one Ray Tune grid.
+
+Model A (LeNet-5) and Model B (a timm backbone), each with its best params, on raw
+and bilateral spectrograms, without and with augmentation, times K seeds. Only
+the variant, the augmentation switch and the seed change between a model's runs.
+
+runs/final-eight/NAME/
+    split.json, bases.json          the shared split and each model's resolved config
+    trials/<trial_id>/              a full run folder per training (metrics, predictions, model.pt)
+    summary.csv, summary.md, *.png, report.html
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tune_digits.config import Config, load_config, to_flat, with_values
+from tune_digits.corpus import save_split
+from tune_digits.errors import UserError
+from tune_digits.tuning import TrialContext, init_ray, make_trainable, plan_resources, restore_or_new, run_config
+
+VARIANTS = ("raw", "bilateral")
+AUGMENT = (False, True)
+SUMMARY_COLUMNS = [
+    "model",
+    "model_name",
+    "variant",
+    "augment",
+    "seed",
+    "val_f1",
+    "test_f1",
+    "test_accuracy",
+    "best_epoch",
+    "train_seconds",
+    "num_parameters",
+    "run_dir",
+]
+
+
+@dataclass(frozen=True)
+class EightOptions:
+    name: str
+    storage: Path = Path("runs/final-eight")
+    searches: Path = Path("runs/search")
+    model_a: Path | None = None
+    model_b: Path | None = None
+    overrides: tuple[str, ...] = ()
+    seeds: int = 1
+    epochs: int | None = None
+    wandb: str = "auto"
+    address: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+def latest_best(searches: Path, want_lenet: bool) -> Path | None:
+    """The best.yaml of the most recent search whose best model is (or is not) LeNet-5."""
+    found = []
+    for best in searches.glob("*/best.yaml"):
+        try:
+            name = load_config(best).model.name
+        except UserError:
+            continue
+        if (name == "lenet5") == want_lenet:
+            found.append(best)
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def resolve_params(opts: EightOptions) -> dict[str, Path]:
+    """Model A's and Model B's config files, from the options or the latest searches."""
+    out = {}
+    for arm, given, lenet, space in (("A", opts.model_a, True, "lenet"), ("B", opts.model_b, False, "timm")):
+        path = given or latest_best(opts.searches, lenet)
+        if path is None:
+            raise UserError(
+                f"no params for Model {arm}: run `tune-digits search --space search_spaces/{space}.yaml` first "
+                f"or pass --model-{arm.lower()} FILE"
+            )
+        if not Path(path).is_file():
+            raise UserError(f"--model-{arm.lower()} {path}: file not found")
+        out[arm] = Path(path)
+    return out
+
+
+def arm_configs(opts: EightOptions) -> dict[str, Config]:
+    from tune_digits.config import parse_overrides
+
+    extra = parse_overrides(list(opts.overrides))
+    if opts.epochs is not None:
+        extra["train.epochs"] = opts.epochs
+    return {arm: with_values(load_config(path), extra) for arm, path in resolve_params(opts).items()}
+
+
+def _prepare_shared(folder: Path, cfgs: dict[str, Config], progress: bool) -> dict[str, dict[str, Any]]:
+    """Resolve one split for both models and build every feature cache the grid will read."""
+    from tune_digits.train import prepare
+
+    first = prepare(cfgs["A"], progress=progress)
+    save_split(first.split, folder / "split.json")
+    bases = {}
+    for arm, cfg in cfgs.items():
+        flat = to_flat(cfg)
+        flat.update({"data.root": str(first.catalog.root), "data.split": str(folder / "split.json")})
+        for variant in VARIANTS:
+            prepare(with_values(cfg, {**flat, "features.variant": variant}), progress=progress)
+        bases[arm] = flat
+    return bases
+
+
+def run_final_eight(opts: EightOptions) -> Path:
+    from tune_digits.tracking import resolve_mode
+    from tune_digits.tuning import shutdown_ray
+
+    folder = (opts.storage / opts.name).resolve()
+    if opts.resume and not folder.is_dir():
+        raise UserError(f"no final-eight named {opts.name!r} under {opts.storage}; check --name")
+    if not opts.resume and folder.exists():
+        raise UserError(f"{folder} already exists; use --resume to continue it or choose another --name")
+    if opts.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {opts.seeds}")
+    mode = resolve_mode(opts.wandb)
+    cfgs = None if opts.resume else arm_configs(opts)
+    cluster = init_ray(opts.address)
+    try:
+        if cfgs is not None:
+            folder.mkdir(parents=True)
+            bases = _prepare_shared(folder, cfgs, opts.progress)
+            (folder / "bases.json").write_text(json.dumps(bases, indent=1), encoding="utf-8")
+        bases = json.loads((folder / "bases.json").read_text(encoding="utf-8"))
+        res = {arm: plan_resources(cluster, [b["model.name"]], None, None, 0) for arm, b in bases.items()}
+        ctx = TrialContext(
+            bases["A"],
+            str(folder),
+            group="final-eight",
+            wandb=mode,
+            write_run=True,
+            kind="final-eight",
+            bases=bases,
+            threads=1,
+        )
+        _fit_grid(folder, opts, ctx, res, bases)
+    finally:
+        shutdown_ray()
+    return write_summary(folder)
+
+
+def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bases: dict) -> None:
+    from ray import tune
+
+    seeds = sorted({int(b["train.seed"]) for b in bases.values()})[:1] or [0]
+    param_space = {
+        "arm": tune.grid_search(sorted(bases)),
+        "features.variant": tune.grid_search(list(VARIANTS)),
+        "augment.enabled": tune.grid_search(list(AUGMENT)),
+        "train.seed": tune.grid_search([seeds[0] + k for k in range(opts.seeds)]),
+    }
+    trainable_fn = make_trainable(ctx, res)
+    concurrent = max(r.max_concurrent for r in res.values())
+
+    def new_tuner() -> Any:
+        tune_config = tune.TuneConfig(metric="val_f1", mode="max", max_concurrent_trials=concurrent)
+        return tune.Tuner(
+            trainable_fn,
+            param_space=param_space,
+            tune_config=tune_config,
+            run_config=run_config(opts.name, opts.storage, max_failures=1),
+        )
+
+    tuner = restore_or_new(folder, opts.resume, trainable_fn, param_space, new_tuner)
+    tuner.fit()
+
+
+def write_summary(folder: Path) -> Path:
+    """summary.csv from the finished trials (one row per configuration and seed), then the report."""
+    import pandas as pd
+
+    rows = {}
+    for labels_path in sorted(folder.glob("trials/*/labels.json")):
+        run = labels_path.parent
+        labels = json.loads(labels_path.read_text(encoding="utf-8"))
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        cfg = load_config(run / "config.yaml")
+        key = (labels["arm"], cfg.features.variant, cfg.augment.enabled, cfg.train.seed)
+        rows[key] = {
+            "model": key[0],
+            "model_name": cfg.model.name,
+            "variant": key[1],
+            "augment": key[2],
+            "seed": key[3],
+            "val_f1": metrics["val_f1"],
+            "test_f1": metrics["test_f1"],
+            "test_accuracy": metrics["test_accuracy"],
+            "best_epoch": metrics["best_epoch"],
+            "train_seconds": metrics["train_seconds"],
+            "num_parameters": metrics["num_parameters"],
+            "run_dir": run.relative_to(folder).as_posix(),
+        }
+    if not rows:
+        raise UserError(f"{folder}: no finished training; resume it with --resume --name {folder.name}")
+    table = pd.DataFrame(
+        sorted(rows.values(), key=lambda r: (r["model"], r["variant"] != "raw", r["augment"], r["seed"]))
+    )
+    table[SUMMARY_COLUMNS].to_csv(folder / "summary.csv", index=False)
+    from tune_digits.report import final_eight_report
+
+    final_eight_report(folder)
+    return folder
