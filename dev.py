@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".tune-digits-installed"
-DEMO = ["train", "--epochs", "10", "--wandb", "offline"]
+DEMO = ["search", "--space", "search_spaces/demo.yaml"]
 
 
 def _digest() -> str:
