@@ -1,4 +1,4 @@
-"""Tests for tune_digits.submit and the submit / submissions commands on two real demo-corpus runs."""
+"""Tests for tune_digits.submit, .ledger and .candidates and the submit / submissions commands on demo runs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tune_digits import candidates as cand
+from tune_digits import ledger as led
 from tune_digits import submit as sub
 from tune_digits.checkpoint import sha256_file
 from tune_digits.cli import app
@@ -128,7 +130,7 @@ def test_worse_attempt_is_announced_but_allowed(runs: Path, tmp_path: Path, tmp_
     result = _submit(runs / "a", subs, "--attempt", "3")
     assert result.exit_code == 0, result.output
     assert "NOT better than attempt 1 on validation" in result.output
-    entries = sub.read_ledger(subs)
+    entries = led.read_ledger(subs)
     assert [e["attempt"] for e in entries] == [1, 3]
     assert entries[1]["source_run"] == str((runs / "a").resolve())
 
@@ -171,14 +173,14 @@ def test_failed_ledger_update_undoes_the_attempt_folder(
     runs: Path, tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subs = tmp_path / "submissions"
-    real_replace = sub.os.replace
+    real_replace = led.os.replace
 
     def replace(src: str | Path, dst: str | Path) -> None:
-        if Path(dst).name == sub.LEDGER:
+        if Path(dst).name == led.LEDGER:
             raise OSError(errno.EIO, "Input/output error")
         real_replace(src, dst)
 
-    monkeypatch.setattr(sub.os, "replace", replace)
+    monkeypatch.setattr(led.os, "replace", replace)
     result = _submit(runs, subs, "--attempt", "1")
     assert result.exit_code == 2
     assert sorted(p.name for p in subs.iterdir()) == [".lock"]
@@ -229,7 +231,7 @@ def test_search_trial_uses_the_searchs_split_file(runs: Path, tmp_path: Path, tm
     manifest = json.loads((subs / "attempt-1" / "manifest.json").read_text())
     assert manifest["source"]["trial"] == "t07" and manifest["source"]["name"] == "search-1/trials/t07"
     (tmp_path / "runs" / "search-1" / "split.json").unlink()
-    found, unusable = sub.find_candidates(tmp_path / "runs")
+    found, unusable = cand.find_candidates(tmp_path / "runs")
     assert found == [] and unusable[0].startswith("search-1/trials/t07: no split.json")
 
 
@@ -252,9 +254,9 @@ def test_pick_rule_uses_validation_only_and_breaks_ties(tmp_path: Path) -> None:
     _fake_run(tmp_path, "bigger", 0.90, val_loss=0.4, num_parameters=2000)
     _fake_run(tmp_path, "newer", 0.90, val_loss=0.4, created="2025-02-01T00:00:00Z")
     _fake_run(tmp_path, "winner", 0.90, val_loss=0.4)
-    found, excluded = sub.find_candidates(tmp_path)
+    found, excluded = cand.find_candidates(tmp_path)
     assert excluded == []
-    selection = sub.choose(found)
+    selection = cand.choose(found)
     assert [c.name for c in selection.ranked] == ["winner", "newer", "bigger", "more-loss", "high-test"]
 
 
@@ -264,13 +266,13 @@ def test_candidates_grouped_by_split_digest(tmp_path: Path) -> None:
     _fake_run(tmp_path, "incomplete", 0.99)
     (tmp_path / "incomplete" / "run.json").unlink()
     _fake_run(tmp_path / ".trial.partial-x", "hidden", 0.99)
-    found, unusable = sub.find_candidates(tmp_path)
+    found, unusable = cand.find_candidates(tmp_path)
     assert unusable == ["incomplete: no run.json"]
-    latest = sub.choose(found)
+    latest = cand.choose(found)
     assert latest.pick.name == "new-split" and latest.excluded == ["old-split: split aaaa1111, not bbbb2222"]
-    assert sub.choose(found, "aaaa").pick.name == "old-split"
+    assert cand.choose(found, "aaaa").pick.name == "old-split"
     with pytest.raises(UserError, match="no run was evaluated on split cccc"):
-        sub.choose(found, "cccc")
+        cand.choose(found, "cccc")
 
 
 def test_wandb_gets_a_submit_run_with_the_model_artifact(

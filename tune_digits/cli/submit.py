@@ -104,7 +104,7 @@ def _ranking_table(selection: Any, top: int = 5) -> Table:
 @user_errors
 def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     """List the attempts, their scores and the attempts left; flag files changed since submission."""
-    from tune_digits.submit import attempts_left, check_attempt, read_ledger
+    from tune_digits.ledger import attempts_left, check_attempt, read_ledger
 
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
     table = Table(title=f"submissions in {submissions}")
