@@ -64,8 +64,8 @@ def check_target(opts: SearchOptions) -> Path:
 def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
     """Run (or resume) the search and write its results; returns the search folder."""
     from tune_digits.config import parse_overrides
-    from tune_digits.train import prepare
     from tune_digits.tracking import resolve_mode
+    from tune_digits.train import prepare
 
     path = check_target(opts)
     wandb_mode = resolve_mode(opts.wandb)
@@ -208,8 +208,8 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 def _write_trial_files(
     trial_dir: Path, cfg: Any, best: dict, n_params: int, epochs: int, path: Path, trial: str
 ) -> None:
-    from tune_digits.run import split_digest, write_history_csv
     from tune_digits.corpus import Split
+    from tune_digits.run import split_digest, write_history_csv
 
     metrics = {**best, "num_parameters": n_params, "epochs_run": epochs}
     (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")

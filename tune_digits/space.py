@@ -60,7 +60,7 @@ class SearchSettings:
             (self.mode in ("max", "min"), "search.mode", "must be max or min"),
             (self.num_samples >= 1, "search.num_samples", "must be >= 1"),
             (self.max_epochs >= 1, "search.max_epochs", "must be >= 1"),
-            (1 <= self.grace_period, "search.grace_period", "must be >= 1"),
+            (self.grace_period >= 1, "search.grace_period", "must be >= 1"),
             (self.reduction_factor >= 2, "search.reduction_factor", "must be >= 2"),
             (self.max_concurrent >= 0, "search.max_concurrent", "must be >= 0"),
             (self.time_budget >= 0, "search.time_budget", "must be >= 0"),
