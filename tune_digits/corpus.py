@@ -98,7 +98,8 @@ def scan(root: str | Path) -> Catalog:
         seen[rec.id] = path
         recordings.append(rec)
     if not recordings:
-        raise DataError(f"no {{digit}}_{{speaker}}_{{index}}.wav files under {root}; check --data")
+        other = f" ({len(ignored)} .wav files with other names, e.g. {ignored[0]})" if ignored else ""
+        raise DataError(f"no {{digit}}_{{speaker}}_{{index}}.wav files under {root}{other}; check --data")
     if ignored:
         warnings.warn(
             f"{len(ignored)} .wav files under {root} do not match digit_speaker_index.wav and were ignored",
@@ -234,14 +235,24 @@ def load_split(catalog: Catalog, path: Path) -> Split:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         split = Split(str(data.get("spec", path)), *(tuple(data[k]) for k in ("train", "val", "test")))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: not a split file ({exc}); it needs train, val and test lists") from None
     known = {catalog.rel(r) for r in catalog.recordings}
-    missing = [p for p in (*split.train, *split.val, *split.test) if p not in known]
+    named = (*split.train, *split.val, *split.test)
+    missing = [p for p in named if p not in known]
     if missing:
         raise DataError(
             f"{path}: {len(missing)} files are not in {catalog.root} (first: {missing[0]}); is --data the same corpus?"
         )
+    repeated = [p for p, n in Counter(named).items() if n > 1]
+    if repeated:
+        raise DataError(
+            f"{path}: {len(repeated)} files are listed more than once (first: {repeated[0]}); "
+            "train, val and test must not share files"
+        )
+    for part in ("train", "val", "test"):
+        if not getattr(split, part):
+            raise DataError(f"{path}: the {part} list is empty; every part needs recordings")
     return split
 
 

@@ -102,15 +102,19 @@ def _open_entry(entry: Path) -> FeatureSet | None:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         ok = feat_path.stat().st_size == index["bytes"] and _sampled_digest(feat_path) == index["digest"]
         x = np.load(feat_path, mmap_mode="r") if ok else None
-    except (OSError, ValueError, KeyError) as exc:
-        ok, x = False, None
+        fs = None
+        if x is not None:
+            labels = np.asarray(index["labels"], dtype=np.int64)
+            fs = FeatureSet(x, index["files"], labels, index["speakers"], index["skipped"], entry.name, entry)
+            ok = len(fs.files) == len(labels) == len(fs.speakers) == x.shape[0]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        ok, fs = False, None
         warnings.warn(f"feature cache {entry} unreadable ({exc})", stacklevel=2)
-    if not ok or x is None:
+    if not ok or fs is None:
         warnings.warn(f"feature cache {entry} is damaged; rebuilding it", stacklevel=2)
         shutil.rmtree(entry, ignore_errors=True)
         return None
-    labels = np.asarray(index["labels"], dtype=np.int64)
-    return FeatureSet(x, index["files"], labels, index["speakers"], index["skipped"], entry.name, entry)
+    return fs
 
 
 def _load_chunk(paths: list[str], audio: AudioConfig, feat: FeatureConfig, bil: BilateralConfig, strict: bool):
@@ -128,7 +132,8 @@ def _load_chunk(paths: list[str], audio: AudioConfig, feat: FeatureConfig, bil: 
             waves[i] = load_audio(Path(p), audio.sample_rate, audio.num_samples)
         except AudioReadError as exc:
             if strict:
-                raise
+                # A plain DataError: it crosses the process boundary (AudioReadError cannot be unpickled).
+                raise DataError(f"unreadable recording {exc} (data.strict is on; drop --strict to skip it)") from None
             bad.append((i, str(exc)))
     return features_from_waves(waves, audio.sample_rate, feat, bil)[:, None], bad  # (N, 1, F, T)
 
@@ -148,9 +153,13 @@ def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, obje
         return
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
-        for fut in cf.as_completed(futures):
-            yield futures[fut], fut.result()
+        try:
+            futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+            for fut in cf.as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # do not run the queued chunks after a failure
+            raise
 
 
 def _progress(total: int, label: str, enabled: bool):
@@ -175,6 +184,7 @@ def build_features(
     entry = cache_root() / key
     found = _open_entry(entry)
     if found is not None:
+        _check_skipped(found, strict, warn=True)
         return found
     n = len(catalog.recordings)
     workers = workers or (min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN else 1)
@@ -217,6 +227,24 @@ def build_features(
     )
 
 
+def _check_skipped(fs: FeatureSet, strict: bool, warn: bool) -> None:
+    """Unreadable recordings of a cache entry: an error when strict or when none is left, else a warning."""
+    if not fs.skipped:
+        return
+    if len(fs.skipped) == len(fs.files):
+        raise DataError(f"none of the {len(fs.files)} recordings under the data folder could be read")
+    if strict:
+        raise DataError(
+            f"{len(fs.skipped)} recordings cannot be read (first: {fs.skipped[0]}; data.strict is on); "
+            "fix or remove them, or drop --strict to skip them"
+        )
+    if warn:
+        warnings.warn(
+            f"skipped {len(fs.skipped)} unreadable recordings (first: {fs.skipped[0]}); their rows are left out",
+            stacklevel=3,
+        )
+
+
 def _raw(feat: FeatureConfig) -> FeatureConfig:
     from dataclasses import replace
 
@@ -243,18 +271,34 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
         index = {"files": files, "labels": labels.tolist(), "speakers": speakers, "skipped": sorted(bad)}
         index.update(bytes=(tmp / "features.npy").stat().st_size, digest=_sampled_digest(tmp / "features.npy"))
         (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.replace(tmp, entry)
+        _publish(tmp, entry)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fs = _open_entry(entry)
     if fs is None:
         raise DataError(f"feature cache {entry} could not be written; check free disk space")
-    if len(fs.skipped) == len(files):
-        raise DataError(f"none of the {len(files)} recordings under the data folder could be read")
+    _check_skipped(fs, False, warn=False)  # each unreadable file was warned about above
     return fs
+
+
+def _publish(tmp: Path, entry: Path) -> None:
+    """Rename the finished ``tmp`` to ``entry``.
+
+    Another process (a parallel trial) may have published the same entry meanwhile: an intact
+    one is kept and ``tmp`` dropped; a damaged one is removed (by ``_open_entry``) and replaced.
+    """
+    for _ in range(3):
+        try:
+            os.replace(tmp, entry)
+            return
+        except OSError:
+            if not entry.exists():
+                raise
+        if _open_entry(entry) is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+    raise DataError(f"feature cache {entry} keeps being replaced by another process; try again")
 
 
 def corpus_stats(x: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> tuple[float, float]:

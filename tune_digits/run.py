@@ -15,6 +15,7 @@ run leaves no half folder under OUT's name.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -87,13 +88,15 @@ def train_run(
     cfg: Config, out: Path, *, wandb: str = "disabled", progress: bool = True, data: Prepared | None = None
 ) -> FitResult:
     """Prepare data, train, and write the run folder ``out`` atomically."""
-    from tune_digits.tracking import Tracker
+    from tune_digits.tracking import Tracker, resolve_mode
 
     out = Path(out)
     check_out_dir(out)
+    resolve_mode(wandb)  # a bad --wandb fails now, not after the feature cache is built
     data = data or prepare(cfg, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is as readable as any other
     tracker = None
     try:
         tracker = Tracker(tmp, mode=wandb, name=out.name, group="train", job_type="train", config=to_flat(cfg))
@@ -106,10 +109,17 @@ def train_run(
         os.replace(tmp, out)
     except BaseException:
         if tracker is not None:
-            tracker.finish()
+            with contextlib.suppress(Exception):  # the run's own error matters more; the folder goes either way
+                tracker.finish()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fit_with_progress(cfg: Config, data: Prepared, tracker: Any, progress: bool) -> FitResult:

@@ -24,11 +24,15 @@ from tune_digits.augment import SpecAugment
 from tune_digits.config import Config
 from tune_digits.corpus import Catalog, Split, make_split, scan
 from tune_digits.data import FeatureSet, build_features, corpus_stats
-from tune_digits.errors import ConfigError
+from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
 from tune_digits.models import count_parameters, create_model
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
+
+
+class TrainingDiverged(FloatingPointError, UserError):
+    """The training loss became NaN or infinite; the CLI prints it as one line."""
 
 
 @dataclass
@@ -56,6 +60,12 @@ def prepare(cfg: Config, *, progress: bool = False) -> Prepared:
     split = make_split(catalog, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
     fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
     rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
+    for part, found in rows.items():
+        if len(found) == 0:
+            raise DataError(
+                f"split {split.spec!r}: none of the {len(getattr(split, part))} {part} recordings could be read; "
+                "fix the recordings or choose another --split"
+            )
     norm = corpus_stats(fs.x, rows["train"]) if cfg.features.normalize == "corpus" else (0.0, 1.0)
     return Prepared(catalog, split, fs, rows, norm)
 
@@ -73,6 +83,7 @@ class FitResult:
     norm: tuple[float, float]
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    augmented_batches: int = 0  # training batches that went through SpecAugment
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json content."""
@@ -93,6 +104,7 @@ class FitResult:
             "input_shape": list(self.input_shape),
             "norm": list(self.norm),
             "device": self.device,
+            "augmented_batches": self.augmented_batches,
         }
 
 
@@ -119,11 +131,29 @@ def _make_optimizer(cfg: Config, model: nn.Module, steps: int) -> tuple[torch.op
         opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(steps, 1))
-    elif t.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        # A closed form of the step: a resumed run follows the schedule of the config it is given,
+        # e.g. more epochs stretch the cosine instead of restarting it past its old end.
+        total = max(steps, 1)
+
+        def factor(step: int) -> float:
+            if t.schedule == "constant":
+                return 1.0
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return opt, sched
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy with every tensor detached and on the CPU (nested dicts, lists and tuples)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
 
 
 def _autocast(device: torch.device):
@@ -195,6 +225,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] = {}
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
+        self.augmented_batches = 0
 
     def train_epoch(self) -> float:
         self.model.train()
@@ -206,12 +237,15 @@ class Trainer:
             for i in range(0, len(perm), bs):
                 idx = perm[i : i + bs]
                 xb = normalize_batch(self.x_train[idx], norm_mode, *norm)  # (B, 1, F, T) float32
-                xb = self.augment(xb, generator=self.gen)
+                xa = self.augment(xb, generator=self.gen)
+                self.augmented_batches += int(xa is not xb)  # SpecAugment returns its input untouched when off
+                xb = xa
                 with _autocast(self.device):
                     loss = self.loss_fn(self.model(xb).float(), self.y_train[idx])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr"
+                    raise TrainingDiverged(
+                        f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr "
+                        f"(now {self.cfg.train.lr:g}) or check the features for NaN"
                     )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -253,24 +287,67 @@ class Trainer:
         return self.epoch >= self.cfg.train.epochs or (patience > 0 and self.stale >= patience)
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to resume, as tensors and plain types (``weights_only`` loadable)."""
-        return {
+        """Everything needed to resume, as tensors and plain types (``weights_only`` loadable).
+
+        A snapshot: CPU copies that later training does not change, so it can be kept in memory.
+        """
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "generator": self.gen.get_state(),
+            "rng": torch.get_rng_state(),  # dropout draws from the global generator
             "best_state": self.best_state,
             "history": self.history,
             "counters": [self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds],
+            "augmented_batches": self.augmented_batches,
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return _cpu_copy(state)
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()``; the config given now decides lr, weight decay, momentum and epochs."""
+        onecycle = isinstance(self.sched, torch.optim.lr_scheduler.OneCycleLR)
+        if ("total_steps" in state["scheduler"]) != onecycle:
+            raise ConfigError(
+                f"train.schedule={self.cfg.train.schedule} cannot resume a run saved with "
+                f"{'another schedule' if onecycle else 'onecycle'}; keep the schedule of the saved run"
+            )
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.gen.set_state(state["generator"])
-        self.best_state, self.history = state["best_state"], list(state["history"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.best_state = _cpu_copy(state["best_state"])
+        self.history = _cpu_copy(list(state["history"]))
         self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds = state["counters"]
+        self.augmented_batches = int(state.get("augmented_batches", 0))
+        self._apply_config()
+
+    def _apply_config(self) -> None:
+        """Put this config's optimiser settings over the loaded ones (a resumed trial may change them)."""
+        t = self.cfg.train
+        for group in self.opt.param_groups:
+            group["weight_decay"] = t.weight_decay
+            if t.optimizer == "sgd":
+                group["momentum"] = t.momentum
+        if isinstance(self.sched, torch.optim.lr_scheduler.OneCycleLR):
+            total = max(t.epochs * self.steps_per_epoch, 1)
+            if self.sched.total_steps != total:
+                raise ConfigError(
+                    "train.schedule=onecycle cannot resume with other train.epochs or batches "
+                    f"({self.sched.total_steps} steps saved, {total} now); use cosine or constant"
+                )
+            return
+        step = self.sched.last_epoch
+        self.sched.base_lrs = [t.lr for _ in self.opt.param_groups]
+        for group, fn in zip(self.opt.param_groups, self.sched.lr_lambdas, strict=True):
+            group["lr"] = t.lr * fn(step)
+        self.sched._last_lr = [group["lr"] for group in self.opt.param_groups]
 
     def finish(self) -> FitResult:
         """Evaluate the best-validation weights on validation and test."""
@@ -290,6 +367,7 @@ class Trainer:
             self.data.features.shape,
             self.data.norm,
             self.device.type,
+            augmented_batches=self.augmented_batches,
         )
 
 
