@@ -166,7 +166,7 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
             trainable_fn,
             param_space=param_space,
             tune_config=tune_config,
-            run_config=run_config(opts.name, opts.storage, max_failures=1),
+            run_config=run_config(opts.name, opts.storage, max_failures=1, ctx=ctx),
         )
 
     tuner = restore_or_new(folder, opts.resume, trainable_fn, param_space, new_tuner)

@@ -144,7 +144,7 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
             trainable_fn,
             param_space=param_space,
             tune_config=tune_config,
-            run_config=run_config(opts.name, opts.storage, s.max_failures, s.metric, s.mode),
+            run_config=run_config(opts.name, opts.storage, s.max_failures, s.metric, s.mode, ctx),
         )
 
     tuner = restore_or_new(path, opts.resume, trainable_fn, param_space, new_tuner)

@@ -49,8 +49,10 @@ class Tracker:
         group: str | None = None,
         job_type: str = "train",
         config: dict[str, Any] | None = None,
+        local: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.local = local
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history_path = self.out_dir / "history.jsonl"
         self.mode = resolve_mode(mode)
@@ -71,8 +73,9 @@ class Tracker:
             )
 
     def log(self, record: dict[str, Any]) -> None:
-        with self.history_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        if self.local:
+            with self.history_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
         if self.run is not None:
             self.run.log(
                 {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=int(record.get("epoch", 0))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ray.tune import Callback
 
 from tune_digits.checkpoint import save_checkpoint
 from tune_digits.config import Config, from_flat, to_flat
@@ -78,9 +79,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     resume = _load_resume(tune.get_checkpoint())
     _reset_history(trial_dir / "history.jsonl", resume)
     data = prepare(cfg)
-    tracker = Tracker(
-        trial_dir, mode=ctx.wandb, name=trial_id, group=ctx.group, job_type=ctx.job_type, config=to_flat(cfg)
-    )
+    tracker = Tracker(trial_dir, mode="disabled")  # local history; W&B is logged by WandbTrials in the driver
     shape, norm = list(data.features.shape), list(data.norm)
 
     def on_epoch(record: dict[str, Any], state: Any) -> None:
@@ -99,13 +98,65 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
 
     try:
         result = fit(cfg, on_epoch, data=data, resume=resume)
-        tracker.summary(result.metrics(), result.test["confusion_matrix"] if ctx.write_run else None)
     finally:
         tracker.finish()
     if ctx.write_run:
         write_run_files(trial_dir, cfg, data, result, kind=ctx.kind)
         labels = {**ctx.labels, **{k: v for k, v in params.items() if not isinstance(v, (dict, list))}}
         (trial_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+
+
+class WandbTrials(Callback):
+    """One W&B run per trial, logged from the driver.
+
+    A trial that ASHA stops may have its worker process killed before a W&B run
+    inside it flushes; the driver sees every reported result and outlives the trials.
+    """
+
+    def __init__(self, ctx: TrialContext) -> None:
+        self.ctx = ctx
+        self.trackers: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment state; live runs are not
+        return {"ctx": self.ctx, "trackers": {}}
+
+    def _tracker(self, trial: Any) -> Any:
+        from tune_digits.tracking import Tracker
+
+        if trial.trial_id not in self.trackers:
+            arm = trial.config.get("arm")
+            self.trackers[trial.trial_id] = Tracker(
+                Path(self.ctx.out_dir) / "trials" / trial.trial_id,
+                mode=self.ctx.wandb,
+                name=trial.trial_id,
+                group=self.ctx.group,
+                job_type=f"model-{arm}" if arm else self.ctx.job_type,
+                config=to_flat(trial_config(self.ctx, trial.config)),
+                local=False,
+            )
+        return self.trackers[trial.trial_id]
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._tracker(trial).log({k: result[k] for k in REPORTED if k in result})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tracker = self._tracker(trial)
+        metrics_path = Path(self.ctx.out_dir) / "trials" / trial.trial_id / "metrics.json"
+        if metrics_path.is_file():  # a full run folder (final-eight): summary and confusion matrix
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            tracker.summary(metrics, metrics.get("confusion_matrix"))
+        tracker.finish()
+        self.trackers.pop(trial.trial_id, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tracker = self.trackers.pop(trial.trial_id, None)
+        if tracker is not None:
+            tracker.finish()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for tracker in self.trackers.values():
+            tracker.finish()
+        self.trackers.clear()
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, float]:
@@ -183,8 +234,17 @@ def plan_resources(
     return Resources(cpus, gpus, max_concurrent or max(1, slots))
 
 
-def run_config(name: str, storage: Path, max_failures: int, metric: str = "val_f1", mode: str = "max"):
+def run_config(
+    name: str,
+    storage: Path,
+    max_failures: int,
+    metric: str = "val_f1",
+    mode: str = "max",
+    ctx: TrialContext | None = None,
+):
     from ray import tune
+
+    callbacks = [WandbTrials(ctx)] if ctx is not None and ctx.wandb != "disabled" else []
 
     return tune.RunConfig(
         name=name,
@@ -193,6 +253,7 @@ def run_config(name: str, storage: Path, max_failures: int, metric: str = "val_f
             num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
         ),
         failure_config=tune.FailureConfig(max_failures=max_failures),
+        callbacks=callbacks,
         verbose=1,
     )
 
