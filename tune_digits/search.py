@@ -154,7 +154,8 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
 def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> dict[str, Any]:
     """One results.csv row; also completes the trial's run folder from its best checkpoint."""
     from tune_digits.checkpoint import load_checkpoint
-    from tune_digits.models import count_parameters, create_model
+    from tune_digits.inference import build_model
+    from tune_digits.models import count_parameters
 
     metrics = result.metrics or {}
     trial_id = str(metrics.get("trial_id") or Path(result.path).name)
@@ -182,18 +183,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
             trial_dir.mkdir(parents=True, exist_ok=True)
             (trial_dir / "model.pt").write_bytes((Path(folder) / "model.pt").read_bytes())
         cfg = from_flat(payload["config"])
-        m = cfg.model
-        model = create_model(
-            m.name,
-            tuple(payload["metrics"]["input_shape"]),
-            10,
-            channels=m.channels,
-            kernel_size=m.kernel_size,
-            fc=m.fc,
-            activation=m.activation,
-            batch_norm=m.batch_norm,
-            dropout=m.dropout,
-        )
+        model = build_model(cfg, tuple(payload["metrics"]["input_shape"]))
         _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
