@@ -18,7 +18,8 @@ from typing import Any
 
 from tune_digits.errors import DataError
 
-NAME_RE = re.compile(r"^(?P<digit>\d+)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav$", re.IGNORECASE)
+# ASCII only: without re.ASCII, \d would also take other scripts' digits ("٣_a_0.wav" as digit 3).
+NAME_RE = re.compile(r"^(?P<digit>\d+)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav$", re.IGNORECASE | re.ASCII)
 
 # Becker et al.'s five speaker groups; fold k validates on GROUPS[k] and tests on GROUPS[k + 1].
 BECKER_GROUPS: tuple[tuple[int, ...], ...] = (
@@ -69,7 +70,7 @@ def _speaker_key(speaker: str) -> tuple[int, str]:
 
 def parse_name(name: str) -> tuple[int, str, int] | None:
     """``"7_jackson_32.wav"`` -> ``(7, "jackson", 32)``; None when the name does not match or digit > 9."""
-    match = NAME_RE.match(name)
+    match = NAME_RE.fullmatch(name)  # fullmatch: "$" alone would accept a trailing newline
     if match is None or int(match["digit"]) > 9:
         return None
     return int(match["digit"]), match["speaker"], int(match["index"])
@@ -102,7 +103,8 @@ def scan(root: str | Path) -> Catalog:
         raise DataError(f"no {{digit}}_{{speaker}}_{{index}}.wav files under {root}{other}; check --data")
     if ignored:
         warnings.warn(
-            f"{len(ignored)} .wav files under {root} do not match digit_speaker_index.wav and were ignored",
+            f"{len(ignored)} .wav files under {root} do not match digit_speaker_index.wav and were ignored "
+            f"(first: {ignored[0]}; the digit must be 0-9, the speaker letters and digits)",
             stacklevel=2,
         )
     return Catalog(root, recordings, read_metadata(root), ignored)

@@ -15,6 +15,7 @@ it against PyTorch with onnxruntime.
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -112,6 +113,32 @@ def collect_audio(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
         else:
             raise UserError(f"{item}: no such file or folder")
     return audio, other
+
+
+def csv_name(name: str) -> str:
+    """``name`` fit for one CSV cell on one line: control characters, line breaks and undecodable bytes escaped.
+
+    A newline becomes the two characters backslash and n, an undecodable byte ``\\udcff`` and so on; printable
+    text, non-ASCII letters included, is kept. Commas and quotes need nothing here: the CSV writer quotes such cells.
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
+def relative_name(path: str | Path, inputs: Sequence[str | Path] = (), cwd: str | Path | None = None) -> str:
+    """How a recording is named in tables and CSV files: never absolute, never with ``..``.
+
+    Relative to the working folder when the file is inside it; otherwise relative to the folder
+    holding the input (a file or a folder from ``inputs``) it was found under; otherwise its name.
+    """
+    where = Path(os.path.abspath(path))
+    here = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
+    if where != here and where.is_relative_to(here):
+        return csv_name(where.relative_to(here).as_posix())
+    for item in inputs:
+        base = Path(os.path.abspath(item))
+        if where == base or where.is_relative_to(base):
+            return csv_name(where.relative_to(base.parent).as_posix())
+    return csv_name(where.name)
 
 
 def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[Path], list[str]]:
@@ -304,23 +331,25 @@ def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[
         notes.append(f"warning: {len(errors)} unreadable recordings in {folder} skipped (first: {errors[0]})")
     if not preds:
         raise UserError(f"no readable *.wav recordings under {folder}")
-    return [(Path(p.file).relative_to(folder).as_posix(), p.digit) for p in preds], notes
+    return [(csv_name(Path(p.file).relative_to(folder).as_posix()), p.digit) for p in preds], notes
 
 
 def write_predictions(path: Path, ev: SplitEvaluation) -> None:
     """The test split of ``ev`` as CSV: file (relative to the data folder), label, predicted, probability."""
     rows = zip(ev.test_files, ev.test_labels, ev.test["predictions"], ev.test["probabilities"], strict=True)
-    _write_csv(path, ["file", "label", "predicted", "probability"], ([f, y, p, f"{q:.6f}"] for f, y, p, q in rows))
+    cells = ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
+    _write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
 
 def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
-    """The contest's CSV: ``id,label``."""
-    _write_csv(path, ["id", "label"], rows)
+    """The contest's CSV: ``id,label`` (ids relative to the test folder, see :func:`csv_name`)."""
+    _write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
 
 
 def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
-    """``file,digit,probability`` per prediction."""
-    _write_csv(path, ["file", "digit", "probability"], ([p.file, p.digit, f"{p.probability:.6f}"] for p in preds))
+    """``file,digit,probability`` per prediction; file names made relative (:func:`relative_name`)."""
+    cells = ([relative_name(p.file), p.digit, f"{p.probability:.6f}"] for p in preds)
+    _write_csv(path, ["file", "digit", "probability"], cells)
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:

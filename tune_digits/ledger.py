@@ -29,8 +29,15 @@ MAX_ATTEMPTS = 3
 LEDGER = "ledger.jsonl"
 
 
+def check_folder(submissions: Path) -> None:
+    """A submissions path that exists must be a folder (a file there is a one-line error)."""
+    if submissions.exists() and not submissions.is_dir():
+        raise UserError(f"--submissions {submissions} is a file, not a folder; pass the submissions folder")
+
+
 def read_ledger(submissions: Path) -> list[dict[str, Any]]:
     """The ledger's entries in order; a damaged line is a UserError."""
+    check_folder(submissions)
     path = submissions / LEDGER
     if not path.is_file():
         return []
@@ -61,8 +68,13 @@ def check_attempt_number(attempt: int) -> None:
 @contextlib.contextmanager
 def submissions_lock(submissions: Path) -> Iterator[None]:
     """Hold an exclusive flock on SUBMISSIONS/.lock; a second holder is refused at once."""
-    submissions.mkdir(parents=True, exist_ok=True)
-    with (submissions / ".lock").open("a") as fh:
+    check_folder(submissions)
+    try:
+        submissions.mkdir(parents=True, exist_ok=True)
+        fh = (submissions / ".lock").open("a")
+    except OSError as exc:
+        raise UserError(f"cannot use --submissions {submissions} ({exc.strerror or exc})") from None
+    with fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -20,7 +20,15 @@ from typing import Any
 from tune_digits.config import Config, load_config, to_flat, with_values
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
-from tune_digits.tuning import TrialContext, init_ray, make_trainable, plan_resources, restore_or_new, run_config
+from tune_digits.tuning import (
+    TrialContext,
+    check_name,
+    init_ray,
+    make_trainable,
+    plan_resources,
+    restore_or_new,
+    run_config,
+)
 
 VARIANTS = ("raw", "bilateral")
 AUGMENT = (False, True)
@@ -114,7 +122,11 @@ def run_final_eight(opts: EightOptions) -> Path:
     from tune_digits.tracking import resolve_mode
     from tune_digits.tuning import shutdown_ray
 
+    check_name(opts.name)
     folder = (opts.storage / opts.name).resolve()
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not folder.is_dir():
         raise UserError(f"no final-eight named {opts.name!r} under {opts.storage}; check --name")
     if not opts.resume and folder.exists():
@@ -126,7 +138,10 @@ def run_final_eight(opts: EightOptions) -> Path:
     cluster = init_ray(opts.address)
     try:
         if cfgs is not None:
-            folder.mkdir(parents=True)
+            try:
+                folder.mkdir(parents=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {folder} ({exc.strerror or exc}); choose another --storage") from None
             bases = _prepare_shared(folder, cfgs, opts.progress)
             (folder / "bases.json").write_text(json.dumps(bases, indent=1), encoding="utf-8")
         bases = json.loads((folder / "bases.json").read_text(encoding="utf-8"))

@@ -36,9 +36,7 @@ VARIANTS = ["raw", "bilateral"]
 TRAIN_FACTS = ("model.name", "features.variant", "augment.enabled", "data.root", "data.split", "train.seed")
 TRAIN_METRICS = ("val_f1", "val_accuracy", "val_loss", "test_f1", "test_accuracy", "test_loss", "best_epoch")
 TRAIN_METRICS += ("epochs_run", "num_parameters", "train_seconds", "device")
-UNKNOWN = (
-    "RUN_DIR is not a train run, a search or a final-eight folder: it has no metrics.json, results.csv or summary.csv"
-)
+UNKNOWN = "is not a train run, a search or a final-eight folder: it has no metrics.json, results.csv or summary.csv"
 
 
 def _write(path: Path, data: str | bytes) -> Path:
@@ -226,6 +224,10 @@ def _search(search_dir: Path) -> list[Path]:
     facts: dict[str, Any] = {"search folder": str(search_dir), "trials": len(df), "best val macro-F1": f1.max()}
     facts |= {f"status {k}": v for k, v in df.get("status", pd.Series(dtype=str)).value_counts().items()}
     blocks = ["<h2>Leaderboard (top 10 by val macro-F1)</h2>", _table(top)]
+    if "error" in df.columns and df["error"].notna().any():
+        failed = df[df["error"].notna() & (df["error"].astype(str) != "")]
+        cols = [c for c in ("trial_id", "failures", "error") if c in failed.columns] + _param_columns(df)
+        blocks += ["<h2>Failed trials</h2>", _table(failed[cols])]
     if not (search_dir / "importance.json").is_file():
         blocks.append("<p>No importance.json: parameter importance was not computed for this search.</p>")
     page = _page(f"Search {search_dir.name}", facts, blocks, images)
@@ -342,7 +344,7 @@ def write_report(run_dir: Path) -> list[Path]:
         return _search(run_dir)
     if (run_dir / "metrics.json").is_file():
         return _train(run_dir)
-    raise UserError(UNKNOWN)
+    raise UserError(f"{run_dir} {UNKNOWN}")
 
 
 def build_report(run_dir: Path) -> Path:

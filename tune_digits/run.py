@@ -39,6 +39,10 @@ def split_digest(split: Split) -> str:
 
 
 def check_out_dir(out: Path) -> None:
+    """Refuse a non-empty ``out`` or one below a file; creates nothing."""
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"cannot create the run folder {out}: {blocking} is a file; choose another --out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"output folder {out} already exists and is not empty; choose another --out or remove it")
 
@@ -75,13 +79,15 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
 
 def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
     """Test predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
+    from tune_digits.inference import csv_name
+
     fs = data.features
     rows = sorted(data.rows["test"].tolist())
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "label", "predicted", "probability"])
         for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True):
-            writer.writerow([fs.files[row], int(fs.labels[row]), pred, f"{prob:.6f}"])
+            writer.writerow([csv_name(fs.files[row]), int(fs.labels[row]), pred, f"{prob:.6f}"])
 
 
 def train_run(
@@ -94,8 +100,11 @@ def train_run(
     check_out_dir(out)
     resolve_mode(wandb)  # a bad --wandb fails now, not after the feature cache is built
     data = data or prepare(cfg, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder {out} ({exc.strerror or exc}); choose another --out") from None
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is as readable as any other
     tracker = None
     try:
@@ -107,11 +116,13 @@ def train_run(
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         if tracker is not None:
             with contextlib.suppress(Exception):  # the run's own error matters more; the folder goes either way
                 tracker.finish()
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, a folder that went away: nothing half-written is left
+            raise UserError(f"run {out} not saved, nothing was written: {exc.strerror or exc}") from None
         raise
     return result
 

@@ -4,7 +4,8 @@ runs/search/NAME/
     (Ray's experiment state: experiment_state-*.json, searcher state, trial folders)
     split.json                 the split every trial used
     trials/<trial_id>/         history.jsonl, model.pt, metrics.json, config.yaml, run.json (a run folder)
-    results.csv                one row per trial: parameters, best val_f1, epochs run, status, checkpoint
+    results.csv                one row per trial: parameters, best val_f1, epochs run, status, checkpoint,
+                               error (ERROR trials: one line, the exception and its message), failures
     best.yaml                  the best trial's resolved config (train --config best.yaml, final-eight)
     importance.json, *.png, report.html
 """
@@ -12,6 +13,7 @@ runs/search/NAME/
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +27,7 @@ from tune_digits.errors import UserError
 from tune_digits.space import SearchSpace, to_optuna, to_tune
 from tune_digits.tuning import (
     TrialContext,
+    check_name,
     init_ray,
     make_trainable,
     plan_resources,
@@ -53,7 +56,11 @@ def search_dir(opts: SearchOptions) -> Path:
 
 def check_target(opts: SearchOptions) -> Path:
     """Refuse to overwrite a search; refuse to resume one that does not exist. Creates nothing."""
+    check_name(opts.name)
     path = search_dir(opts)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not path.is_dir():
         raise UserError(f"no search named {opts.name!r} under {opts.storage}; check --name and --storage")
     if not opts.resume and path.exists():
@@ -80,7 +87,10 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
             cluster, _model_names(space, base), opts.cpus_per_trial, opts.gpus_per_trial, s.max_concurrent
         )
         if not opts.resume:
-            path.mkdir(parents=True)
+            try:
+                path.mkdir(parents=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {path} ({exc.strerror or exc}); choose another --storage") from None
             save_split(data.split, path / "split.json")
             flat = to_flat(base)
             flat.update({"data.root": str(data.catalog.root), "data.split": str(path / "split.json")})
@@ -162,7 +172,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
     trial_dir = path / "trials" / trial_id
     history = _read_history(trial_dir / "history.jsonl")
     epochs = len(history)
-    error = str(result.error).splitlines()[0][:300] if result.error else ""
+    error = error_reason(result.error)
     status = "ERROR" if error else ("TERMINATED" if epochs >= max_epochs else "STOPPED")
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "epochs_run": epochs}
     best = max(history, key=lambda r: (r["val_f1"], -r["val_loss"]), default=None)
@@ -173,6 +183,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         train_seconds=history[-1]["seconds"] if history else 0.0,
         time_total_s=round(float(metrics.get("time_total_s", 0.0)), 3),
         error=error,
+        failures=count_failures(Path(result.path)) if result.path else 0,
         checkpoint="",
     )
     row.update({d.key: (result.config or {}).get(d.key) for d in space.dims})
@@ -187,6 +198,46 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*): (?P<message>.+)$")
+
+
+def error_reason(error: BaseException | str | None) -> str:
+    """A failed trial's reason on one line: ``ConfigError: unknown model 'x'; ...``.
+
+    Ray wraps a trial's exception in a RayTaskError whose text starts with the worker's name and pid
+    and goes on with the traceback; the reason is the original exception (``cause``), or else the
+    traceback's last ``Name: message`` line.
+    """
+    if error is None or (isinstance(error, str) and not error.strip()):
+        return ""
+    cause = getattr(error, "cause", None)
+    if cause is None and isinstance(error, BaseException) and not type(error).__module__.startswith("ray"):
+        cause = error  # a plain exception, not wrapped by Ray
+    if isinstance(cause, BaseException):
+        text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    else:
+        lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+        found = [m for m in map(_EXCEPTION_LINE.match, lines) if m is not None]
+        if found:
+            text = f"{found[-1]['name']}: {found[-1]['message']}"
+        else:
+            body = [line for line in lines if not line.startswith("ray::")]
+            name = type(error).__name__ if isinstance(error, BaseException) else "Error"
+            text = f"{name}: {body[0]}" if body else name
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def count_failures(trial_path: Path) -> int:
+    """How many times a trial failed (Ray appends a ``Failure # N`` block to its error.txt each time)."""
+    path = trial_path / "error.txt"
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return sum(1 for line in text.splitlines() if line.startswith("Failure # "))
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:

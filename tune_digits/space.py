@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,10 @@ def parse_dimension(key: str, spec: Any) -> Dimension:
     q = _num(key, spec, "q") if kind == "quantized" else None
     if q is not None and q <= 0:
         raise ConfigError(f"space.{key}.q: must be > 0, got {q!r}")
+    if q is not None:  # Ray Tune samples round(x / q) * q and needs both ends on that grid
+        off = [name for name, end in (("low", low), ("high", high)) if not math.isclose(end / q, round(end / q))]
+        if off:
+            raise ConfigError(f"space.{key}.{off[0]}: must be a multiple of q={q!r}, got {spec[off[0]]!r}")
     return Dimension(key, kind, low, high, q, log)
 
 

@@ -127,6 +127,12 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
 
     check_attempt_number(opts.attempt)
     mode = resolve_mode(opts.wandb)
+    if not opts.runs.is_dir():  # checked before the lock creates the submissions folder
+        raise UserError(f"runs folder {opts.runs} does not exist; train a model first or pass --runs DIR")
+    if opts.test_dir is not None and not opts.test_dir.is_dir():
+        raise UserError(f"--test-dir {opts.test_dir}: no such folder; pass the folder of unlabelled *.wav files")
+    if opts.data is not None and not opts.data.is_dir():
+        raise UserError(f"--data {opts.data}: no such folder; pass the corpus the run was trained on")
     if opts.onnx:
         check_onnx_available()
     if opts.dry_run:

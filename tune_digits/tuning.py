@@ -159,6 +159,19 @@ class WandbTrials(Callback):
         self.trackers.clear()
 
 
+def check_name(name: str, flag: str = "--name") -> str:
+    """A search or comparison name is one folder name: no path separators, no ``..``, no control characters."""
+    if (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\"))
+        or not name.isprintable()
+        or name.startswith(".")
+    ):
+        raise UserError(f"{flag} {name!r}: use a plain folder name (letters, digits, - _ .), not a path")
+    return name
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, float]:
     """Start a local Ray (or join ``address``) and return the cluster's resources."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

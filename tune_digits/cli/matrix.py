@@ -56,4 +56,4 @@ def final_eight(
     )
     folder = run_final_eight(opts)
     out.print((folder / "summary.md").read_text(encoding="utf-8"))
-    out.print(f"report: {folder / 'report.html'}")
+    out.print(f"report: {folder / 'report.html'}", highlight=False, soft_wrap=True)

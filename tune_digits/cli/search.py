@@ -85,10 +85,21 @@ def show_leaderboard(folder: Path, top: int = 10) -> None:
         cells = [_fmt(row[p]) for p in params]
         table.add_row(str(row["trial_id"]), _fmt(row["val_f1"]), str(row["epochs_run"]), row["status"], *cells)
     out.print(table)
+    if "error" in table_df.columns:
+        failed = table_df[table_df["error"].notna() & (table_df["error"].astype(str) != "")]
+        if len(failed):
+            first = failed.iloc[0]
+            out.print(
+                f"{len(failed)} trials failed (see the error column of results.csv); "
+                f"first: {first['trial_id']}: {first['error']}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
     best = folder / "best.yaml"
-    out.print(f"results: {folder / 'results.csv'}")
+    out.print(f"results: {folder / 'results.csv'}", highlight=False, soft_wrap=True)
     if best.is_file():
-        out.print(f"best config: {best}  (tune-digits train --config {best})")
+        out.print(f"best config: {best}  (tune-digits train --config {best})", highlight=False, soft_wrap=True)
 
 
 def _fmt(value: object) -> str:

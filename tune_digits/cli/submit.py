@@ -83,7 +83,7 @@ def submit(
         e["checkpoint_sha256"][:12],
     )
     out.print(table)
-    out.print(f"attempt folder: {result.folder}")
+    out.print(f"attempt folder: {result.folder}", highlight=False, soft_wrap=True)
     out.print(f"attempts left: {', '.join(str(n) for n in result.plan.left if n != attempt) or 'none'}")
 
 
@@ -104,8 +104,14 @@ def _ranking_table(selection: Any, top: int = 5) -> Table:
 @user_errors
 def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     """List the attempts, their scores and the attempts left; flag files changed since submission."""
+    from tune_digits.errors import UserError
     from tune_digits.ledger import attempts_left, check_attempt, read_ledger
 
+    if not submissions.exists():
+        raise UserError(
+            f"no submissions folder {submissions}: no attempt was made there yet "
+            f"(attempts left: {', '.join(map(str, attempts_left([])))}); check --submissions"
+        )
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
     table = Table(title=f"submissions in {submissions}")
     for col in ("#", "time (UTC)", "model", "source run", "val F1", "test F1", "Δ val", "Δ test", "files"):
@@ -153,22 +159,31 @@ def predict(
     out_csv: Annotated[Optional[Path], typer.Option("--out", help="Write file,digit,probability to this CSV.")] = None,
 ) -> None:
     """Predict the digit spoken in each recording with a saved model."""
-    from tune_digits.errors import UserError
-    from tune_digits.inference import collect_audio, load_model, predict_files, write_prediction_csv
+    from dataclasses import replace
 
+    from tune_digits.errors import UserError
+    from tune_digits.inference import collect_audio, load_model, predict_files, relative_name, write_prediction_csv
+
+    if out_csv is not None and (out_csv.is_dir() or not out_csv.parent.is_dir()):
+        problem = "is a folder" if out_csv.is_dir() else f"cannot be written: no folder {out_csv.parent}"
+        raise UserError(f"--out {out_csv} {problem}; pass a CSV file name in an existing folder")
     loaded = load_model(model)
     audio, other = collect_audio(list(inputs))
     if other:
-        _say(f"warning: {len(other)} non-audio files skipped (first: {other[0]})")
+        _say(f"warning: {len(other)} non-audio files skipped (first: {relative_name(other[0], inputs)})")
     errors: list[str] = []
     preds = predict_files(loaded, audio, errors=errors)
     if errors:
         _say(f"warning: {len(errors)} unreadable recordings skipped (first: {errors[0]})")
     if not preds:
         raise UserError("no readable recordings among the inputs; pass *.wav files or folders holding them")
+    preds = [replace(p, file=relative_name(p.file, inputs)) for p in preds]
     if out_csv is not None:
-        write_prediction_csv(out_csv, preds)
-        out.print(f"{len(preds)} predictions written to {out_csv}")
+        try:
+            write_prediction_csv(out_csv, preds)
+        except OSError as exc:
+            raise UserError(f"--out {out_csv} cannot be written ({exc.strerror or exc})") from None
+        out.print(f"{len(preds)} predictions written to {out_csv}", highlight=False, soft_wrap=True)
         return
     table = Table(title=f"{loaded.cfg.model.name} · {loaded.path}")
     table.add_column("file", overflow="fold")

@@ -1,0 +1,325 @@
+"""Crashes and failures: what survives a killed process, a failing trial or damaged files, and what is lost.
+
+The Ray tests run real searches and the eight trainings on the bundled demo corpus with tiny LeNet-5
+settings; they are marked slow. The others simulate what a SIGKILL leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tune_digits.cli import app
+from tune_digits.config import Config, load_config, save_config
+from tune_digits.search import count_failures, error_reason
+
+runner = CliRunner()
+TINY = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
+
+
+def write_space(path: Path, space: dict[str, Any], fixed: dict[str, Any], **search: Any) -> Path:
+    path.write_text(yaml.safe_dump({"fixed": {**TINY, **fixed}, "space": space, "search": search}), encoding="utf-8")
+    return path
+
+
+def cli_argv(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "tune_digits.cli", *map(str, args)]
+
+
+def start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """A command in its own process group, so that a SIGKILL takes its Ray processes down with it."""
+    return subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # let orphaned Ray workers notice that their raylet is gone
+
+
+def wait_for(condition: Any, proc: subprocess.Popen[bytes], what: str, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert proc.poll() is None, f"the command ended (code {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- failing trials
+
+
+def test_error_reason_is_one_readable_line() -> None:
+    class Wrapped(Exception):  # what Ray hands back: the worker's name first, the real exception as cause
+        cause = ValueError("model.channels: must be two positive ints,\ngot (0,)")
+
+    raw = "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=1.2.3.4)\n  File 'x.py', line 3\nKeyError: 'lr'\n"
+    assert error_reason(Wrapped("ray::ImplicitFunc.train() (pid=1)")) == (
+        "ValueError: model.channels: must be two positive ints, got (0,)"
+    )
+    assert error_reason(raw) == "KeyError: 'lr'"
+    assert error_reason(RuntimeError("disk\nfull")) == "RuntimeError: disk full"
+    assert error_reason(None) == "" and error_reason("") == ""
+    assert len(error_reason(RuntimeError("x" * 1000))) == 300
+
+
+def test_count_failures_reads_rays_error_file(tmp_path: Path) -> None:
+    assert count_failures(tmp_path) == 0
+    (tmp_path / "error.txt").write_text("Failure # 1 (occurred at t)\nboom\nFailure # 2 (occurred at t)\nboom\n")
+    assert count_failures(tmp_path) == 2
+
+
+@pytest.mark.slow
+def test_failing_trials_are_retried_marked_and_explained(
+    tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A diverging learning rate (NaN loss) and a model that cannot be built: ERROR rows with the reason.
+
+    Each failing trial is tried 1 + search.max_failures times; the search goes on and the good trial wins.
+    """
+    space = write_space(
+        tmp_path / "space.yaml",
+        {
+            "train.lr": {"type": "choice", "values": [10.0, 0.003]},
+            "model.name": {"type": "choice", "values": ["lenet5", "nosuchnet"]},
+        },
+        # lr * weight_decay = 10 with SGD: the weights flip sign and grow tenfold per step -> inf -> NaN loss
+        {"train.optimizer": "sgd", "train.schedule": "constant", "train.weight_decay": 1.0, "train.batch_size": 16}
+        | {"augment.enabled": False},
+        num_samples=3,
+        max_epochs=2,
+        grace_period=2,
+        seed=11,  # Optuna's first three draws with this seed: one of each case
+        max_failures=1,
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    storage = tmp_path / "runs"
+    args = ["search", "--space", space, "--storage", storage, "--name", "f", "--wandb", "disabled"]
+    result = runner.invoke(app, [str(a) for a in [*args, "--max-concurrent", "2"]])
+    assert result.exit_code == 0, result.output
+
+    folder = storage / "f"
+    table = pd.read_csv(folder / "results.csv", keep_default_na=False)
+    assert len(table) == 3 and table["trial_id"].is_unique
+    kinds = set()
+    for _, row in table.iterrows():
+        error = str(row["error"])
+        assert "\n" not in error and "\x1b" not in error and "ray::" not in error and "pid=" not in error
+        if row["model.name"] == "nosuchnet":
+            kinds.add("exception")
+            assert row["status"] == "ERROR" and error.startswith("ConfigError: unknown model 'nosuchnet'")
+        elif float(row["train.lr"]) == 10.0:
+            kinds.add("nan")
+            assert row["status"] == "ERROR" and error.startswith("TrainingDiverged: training loss became nan")
+        else:
+            kinds.add("ok")
+            assert row["status"] == "TERMINATED" and error == "" and row["failures"] == 0
+            assert row["checkpoint"] == f"trials/{row['trial_id']}/model.pt"
+            assert math.isfinite(float(row["val_f1"])) and row["epochs_run"] == 2
+            continue
+        assert row["failures"] == 2, row.to_dict()  # the first try and one retry (search.max_failures: 1)
+        assert row["checkpoint"] == "" and row["epochs_run"] == 0
+    assert kinds == {"exception", "nan", "ok"}, f"the seeded sampler no longer draws all three cases: {kinds}"
+    assert "3 trials failed" not in result.output and "2 trials failed (see the error column" in result.output
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Failed trials" in page and "unknown model" in page and "training loss became nan" in page
+    best = load_config(folder / "best.yaml")
+    assert best.model.name == "lenet5" and best.train.lr == pytest.approx(0.003)
+    assert list(work.iterdir()) == []  # nothing written outside the search folder (and the feature cache)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["space.yaml", "work", "runs", tmp_cache.name])
+
+
+# ---------------------------------------------------------------- killed search: trials in flight
+
+
+@pytest.mark.slow
+def test_trial_in_flight_restarts_from_its_last_checkpoint(tmp_path: Path) -> None:
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    epochs = 8
+    space = write_space(
+        tmp_path / "space.yaml",
+        {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}},
+        {"train.lr": 0.003},
+        num_samples=1,
+        max_epochs=epochs,
+        grace_period=epochs,
+        seed=0,
+    )
+    base = cli_argv("search", "--space", space, "--storage", tmp_path / "runs", "--name", "r", "--wandb", "disabled")
+    folder = tmp_path / "runs" / "r"
+
+    def histories() -> list[Path]:
+        return sorted(folder.glob("trials/*/history.jsonl"))
+
+    proc = start(base, env, tmp_path)
+    wait_for(lambda: any(len(read_history(h)) >= 2 for h in histories()), proc, "two epochs")
+    time.sleep(0.5)  # the checkpoint reaches the experiment state right after the epoch
+    kill(proc)
+    (history_path,) = histories()
+    before = read_history(history_path)
+    assert 2 <= len(before) < epochs, f"the trial was not in flight when killed ({len(before)} epochs)"
+    assert not (folder / "results.csv").exists()
+
+    resumed = subprocess.run([*base, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = read_history(history_path)
+    assert [r["epoch"] for r in after] == list(range(1, epochs + 1))  # every epoch once: no repeats, no gaps
+    kept = 0  # how many leading epochs are the very records logged before the kill
+    while kept < len(before) and before[kept] == after[kept]:
+        kept += 1
+    # The first `kept` epochs are the checkpoint's, untouched (their timings included); training went on from there.
+    assert kept >= 1, "the trial restarted from epoch 1 instead of its checkpoint"
+    assert before[kept - 1]["improved"], "it resumed from an epoch that saved no checkpoint"
+    table = pd.read_csv(folder / "results.csv")
+    assert len(table) == 1 and table.iloc[0]["epochs_run"] == epochs and table.iloc[0]["status"] == "TERMINATED"
+
+
+# ---------------------------------------------------------------- killed final-eight
+
+
+@pytest.mark.slow
+def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path) -> None:
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    a = load_config(None, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["train.epochs=1"])
+    b = load_config(None, ["model.name=mobilenetv3_small_100", "train.epochs=1", "train.batch_size=64"])
+    save_config(a, tmp_path / "a.yaml")
+    save_config(b, tmp_path / "b.yaml")
+    storage = tmp_path / "runs"
+    common = ["--storage", storage, "--name", "e", "--wandb", "disabled"]
+    folder = storage / "e"
+
+    def finished() -> list[Path]:
+        return sorted(p.parent for p in folder.glob("trials/*/labels.json"))
+
+    proc = start(
+        cli_argv("final-eight", "--model-a", tmp_path / "a.yaml", "--model-b", tmp_path / "b.yaml", *common),
+        env,
+        tmp_path,
+    )
+    wait_for(lambda: len(finished()) >= 1, proc, "a finished training")
+    kill(proc)
+    done_before = {p.name: (p / "metrics.json").read_bytes() for p in finished()}
+    assert 1 <= len(done_before) < 8
+    assert not (folder / "summary.csv").exists()
+
+    resumed = subprocess.run(
+        cli_argv("final-eight", "--resume", *common), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=500
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    table = pd.read_csv(folder / "summary.csv")
+    assert len(table) == 8
+    combos = list(zip(table["model"], table["variant"], table["augment"], table["seed"], strict=True))
+    assert len(set(combos)) == 8  # no duplicates
+    assert set(combos) == {(m, v, g, 0) for m in "AB" for v in ("raw", "bilateral") for g in (False, True)}
+    assert len(finished()) == 8 and len(list(folder.glob("trials/*"))) == 8  # no extra trial folders
+    for name, metrics in done_before.items():  # finished trainings were not run again
+        assert (folder / "trials" / name / "metrics.json").read_bytes() == metrics
+
+
+# ---------------------------------------------------------------- what a SIGKILL leaves behind
+
+
+def tones(root: Path) -> Path:
+    import soundfile as sf
+
+    t = np.arange(3200) / 8000
+    for speaker in "abcd":
+        (root / speaker).mkdir(parents=True, exist_ok=True)
+        for digit in range(5):
+            wave = 0.3 * np.sin(2 * np.pi * (300 + 200 * digit) * t) * np.hanning(len(t))
+            sf.write(root / speaker / f"{digit}_{speaker}_0.wav", wave, 8000, subtype="PCM_16")
+    return root
+
+
+def build(corpus: Path) -> Any:
+    from tune_digits.corpus import scan
+    from tune_digits.data import build_features
+
+    cfg = Config()
+    return build_features(scan(corpus), cfg.audio, cfg.features, cfg.bilateral, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["flipped bytes", "header", "missing features", "short index", "stale temp folder"])
+def test_feature_cache_damage_is_rebuilt_to_the_same_features(damage: str, tmp_path: Path, tmp_cache: Path) -> None:
+    """Beyond tests/test_data.py (truncation, broken index.json): same-size damage, lost files, crash leftovers."""
+    corpus = tones(tmp_path / "corpus")
+    first = build(corpus)
+    want, key, entry = np.array(first.x), first.key, first.path
+    del first
+    features = entry / "features.npy"
+    if damage == "flipped bytes":
+        with features.open("r+b") as fh:
+            fh.seek(features.stat().st_size // 2)
+            fh.write(b"\xff" * 64)
+    elif damage == "header":
+        with features.open("r+b") as fh:
+            fh.write(b"\x00" * 16)
+    elif damage == "missing features":
+        features.unlink()
+    elif damage == "short index":
+        index = json.loads((entry / "index.json").read_text())
+        (entry / "index.json").write_text(json.dumps({**index, "labels": index["labels"][:-1]}))
+    else:  # a build killed half-way leaves its temporary folder beside the entry; the entry itself is gone
+        shutil.move(entry, tmp_cache / f".{key}-killed")
+        (tmp_cache / f".{key}-killed" / "index.json").unlink()
+    with pytest.warns(UserWarning, match="feature cache") if damage != "stale temp folder" else nullcontext():
+        again = build(corpus)
+    assert again.key == key
+    np.testing.assert_array_equal(np.asarray(again.x), want)
+
+
+def test_partial_run_folder_is_never_a_candidate(tmp_path: Path) -> None:
+    """A killed `train` leaves a hidden `.NAME.partial-*` folder: submit never picks it."""
+    from tune_digits.candidates import find_candidates
+
+    partial = tmp_path / "runs" / ".best.partial-abc"
+    partial.mkdir(parents=True)
+    for name in ("model.pt", "config.yaml", "split.json"):
+        (partial / name).write_text("x")
+    (partial / "metrics.json").write_text(json.dumps({"val_f1": 1.0, "val_loss": 0.0, "num_parameters": 1}))
+    (partial / "run.json").write_text(json.dumps({"created": "2030-01-01T00:00:00Z", "split_digest": "d"}))
+    found, excluded = find_candidates(tmp_path / "runs")
+    assert found == [] and excluded == []
+
+
+def test_submit_after_a_killed_submit(tmp_path: Path, tmp_cache: Path) -> None:
+    """A killed submit leaves `.attempt-N.tmp-*` and `.ledger.jsonl-*`: the attempt is still free and counts once."""
+    from tune_digits.run import train_run
+
+    corpus = tones(tmp_path / "corpus")
+    cfg = load_config(None, [f"data.root={corpus}", "train.epochs=1", "model.channels=[4,8]", "model.fc=[32,16]"])
+    train_run(cfg, tmp_path / "runs" / "one", wandb="disabled", progress=False)
+    subs = tmp_path / "submissions"
+    (subs / ".attempt-1.tmp-killed").mkdir(parents=True)
+    (subs / ".attempt-1.tmp-killed" / "model.pt").write_text("half")
+    (subs / ".ledger.jsonl-killed").write_text('{"attempt": 1}\n')
+    args = ["submit", "--attempt", "1", "--runs", str(tmp_path / "runs"), "--submissions", str(subs)]
+    result = runner.invoke(app, [*args, "--wandb", "disabled"])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["submissions", "--submissions", str(subs)])
+    assert listed.exit_code == 0, listed.output
+    assert "attempts left: 2 (2, 3)" in listed.output
+    ledger = (subs / "ledger.jsonl").read_text().splitlines()
+    assert len(ledger) == 1 and json.loads(ledger[0])["attempt"] == 1
