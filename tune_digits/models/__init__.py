@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import difflib
 
-import timm
 from torch import nn
 
 from tune_digits.errors import ConfigError
 from tune_digits.models.lenet import LeNet5, validate_common
-from tune_digits.models.timm_backbone import TimmBackbone, create_timm_model
 
-__all__ = ["LISTED_TIMM", "LeNet5", "TimmBackbone", "count_parameters", "create_model", "list_models"]
+__all__ = ["LISTED_TIMM", "LeNet5", "count_parameters", "create_model", "list_models"]
 
 # timm backbones known to build and run on 1-channel spectrograms from (1, 40, 101) upwards.
 LISTED_TIMM: tuple[str, ...] = (
@@ -69,7 +67,9 @@ def create_model(
             batch_norm=batch_norm,
             dropout=dropout,
         )
-    elif isinstance(name, str) and name and timm.is_model(name):
+    elif isinstance(name, str) and name and _timm().is_model(name):
+        from tune_digits.models.timm_backbone import create_timm_model  # timm is imported only when used
+
         model = create_timm_model(name, input_shape, num_classes, float(dropout), bool(pretrained))
     else:
         raise _unknown_model(name)
@@ -78,13 +78,19 @@ def create_model(
     return model
 
 
+def _timm():  # noqa: ANN202
+    import timm
+
+    return timm
+
+
 def count_parameters(model: nn.Module) -> int:
     """The number of parameters of ``model`` (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 
 def _unknown_model(name: object) -> ConfigError:
-    matches = difflib.get_close_matches(str(name), ["lenet5", *timm.list_models()], n=5)
+    matches = difflib.get_close_matches(str(name), ["lenet5", *_timm().list_models()], n=5)
     if matches:
         return ConfigError(f"unknown model {name!r}; closest matches: {', '.join(matches)}")
     return ConfigError(f"unknown model {name!r}; known-good models: {', '.join(list_models())}")
