@@ -1,4 +1,4 @@
-"""SpecAugment: identity unless training, bounded masks, deterministic per generator."""
+"""SpecAugment and the voice/room stage: identity unless training, bounded changes, deterministic per generator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from tune_digits.augment import SpecAugment
+from tune_digits.augment import SpecAugment, mixup, warp_rows
 from tune_digits.config import AugmentConfig
 from tune_digits.features import normalize_batch
 
@@ -105,3 +105,112 @@ def test_zero_widths_are_identity_values() -> None:
 def test_cuda_matches_cpu_for_same_seed() -> None:
     x, aug = _batch(), SpecAugment(ON).train()
     torch.testing.assert_close(aug(x.cuda(), _gen(5)).cpu(), aug(x, _gen(5)))
+
+
+# --- voices and rooms: the dB stage before normalisation -------------------------------------------
+
+SIGNAL = {
+    "freq_warp": {"freq_warp": 0.15},
+    "time_stretch": {"time_stretch": 0.15},
+    "gain_db": {"gain_db": 12.0},
+    "eq_db": {"eq_db": 10.0},
+    "noise": {"noise_prob": 1.0},
+}
+
+
+def _db(b: int = 8, f: int = 40, t: int = 63, seed: int = 0) -> torch.Tensor:
+    """A dB batch: a background near -60 dB and louder random cells."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 1, f, t, generator=g) * 10 - 40
+
+
+@pytest.mark.parametrize("name", list(SIGNAL))
+def test_signal_changes_train_batches_only(name: str) -> None:
+    cfg = AugmentConfig(enabled=True, **SIGNAL[name])
+    x = _db()
+    aug = SpecAugment(cfg).train()
+    out = aug.signal(x, _gen(0))
+    assert out.shape == x.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert not torch.equal(out, x)
+    assert torch.equal(aug.signal(x, _gen(0)), out)  # the same generator seed, the same batch
+    assert not torch.equal(aug.signal(x, _gen(1)), out)
+    assert aug.eval().signal(x, _gen(0)) is x
+    assert SpecAugment(dataclasses.replace(cfg, enabled=False)).train().signal(x, _gen(0)) is x
+
+
+def test_signal_is_identity_with_defaults() -> None:
+    x, gen = _db(), _gen(0)
+    state = gen.get_state()
+    assert SpecAugment(ON).train().signal(x, gen) is x
+    assert torch.equal(gen.get_state(), state)  # nothing drawn: existing seeds give the same runs as before
+
+
+def test_warp_rows_identity_and_direction() -> None:
+    rows = warp_rows(torch.tensor([0.9, 1.0, 1.1]), 40, 20.0, 4000.0)
+    torch.testing.assert_close(rows[1], torch.arange(40, dtype=torch.float32), atol=1e-3, rtol=0)
+    assert (rows[0] > rows[1]).all() and (rows[2] < rows[1]).all()  # alpha < 1 reads higher bins: formants move down
+
+
+def test_freq_warp_moves_a_formant_the_right_way() -> None:
+    x = torch.full((64, 1, 40, 63), -60.0)
+    x[:, :, 20, :] = 0.0  # one bright mel band
+    cfg = AugmentConfig(enabled=True, freq_warp=0.2)
+    out = SpecAugment(cfg).train().signal(x, _gen(0))
+    peaks = out.mean(dim=3)[:, 0].argmax(dim=1)
+    assert (peaks != 20).any() and (peaks >= 15).all() and (peaks <= 25).all()
+    assert torch.equal(out[:, :, :, 0], out[:, :, :, 40])  # a pure frequency warp: every frame alike
+
+
+def test_time_stretch_keeps_the_centre() -> None:
+    x = torch.full((16, 1, 40, 63), -60.0)
+    x[:, :, :, 31] = 0.0  # a click in the centre frame
+    out = SpecAugment(AugmentConfig(enabled=True, time_stretch=0.3)).train().signal(x, _gen(0))
+    assert (out[:, 0, 0, :].argmax(dim=1) == 31).all()
+    assert torch.equal(out[:, :, 0, :], out[:, :, 39, :])  # a pure time stretch: every mel band alike
+
+
+def test_gain_is_cancelled_by_utterance_normalisation_only() -> None:
+    x = _db()
+    out = SpecAugment(AugmentConfig(enabled=True, gain_db=20.0)).train().signal(x, _gen(0))
+    offset = (out - x).flatten(1)
+    torch.testing.assert_close(offset.amax(dim=1), offset.amin(dim=1), atol=1e-4, rtol=0)  # one offset per item
+    assert offset.abs().max() <= 20.0
+    torch.testing.assert_close(normalize_batch(out, "utterance"), normalize_batch(x, "utterance"), atol=1e-4, rtol=0)
+    assert not torch.allclose(normalize_batch(out, "corpus", -40.0, 10.0), normalize_batch(x, "corpus", -40.0, 10.0))
+
+
+def test_eq_is_a_bounded_curve_over_frequency() -> None:
+    x = _db(b=32)
+    out = SpecAugment(AugmentConfig(enabled=True, eq_db=6.0)).train().signal(x, _gen(0))
+    curve = out - x  # (B, 1, F, T), constant along time
+    torch.testing.assert_close(curve, curve[..., :1].expand_as(curve), atol=1e-4, rtol=0)
+    assert curve.abs().max() <= 6.0 + 1e-4 and curve.abs().max() > 1.0
+    assert not torch.allclose(normalize_batch(out, "utterance"), normalize_batch(x, "utterance"), atol=1e-2)
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 0.0), (30.0, 30.0)])
+def test_noise_only_adds_power_at_the_snr(low: float, high: float) -> None:
+    x = _db(b=16)
+    cfg = AugmentConfig(enabled=True, noise_prob=1.0, noise_snr_low=low, noise_snr_high=high)
+    out = SpecAugment(cfg).train().signal(x, _gen(0))
+    assert (out >= x - 1e-4).all()
+    signal, total = torch.pow(10, x / 10), torch.pow(10, out / 10)
+    snr = 10 * torch.log10(signal.mean(dim=(1, 2, 3)) / (total - signal).mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(snr, torch.full_like(snr, low), atol=0.5, rtol=0)  # mean of Exp(1) cells ~ 1
+
+
+def test_noise_prob_picks_items() -> None:
+    x = _db(b=200)
+    out = SpecAugment(AugmentConfig(enabled=True, noise_prob=0.5)).train().signal(x, _gen(0))
+    noisy = (out - x).abs().flatten(1).amax(dim=1) > 1e-4
+    assert 60 < int(noisy.sum()) < 140
+
+
+def test_mixup_blends_pairs_deterministically() -> None:
+    x = _db(b=16)
+    mixed, perm, lam = mixup(x, 0.4, _gen(0))
+    assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == list(range(16))
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    again, perm2, lam2 = mixup(x, 0.4, _gen(0))
+    assert lam2 == lam and torch.equal(perm2, perm) and torch.equal(again, mixed)
+    assert mixup(x, 0.4, _gen(1))[2] != lam

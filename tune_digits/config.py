@@ -102,12 +102,33 @@ class AugmentConfig:
     time_width: int = 12  # max frames per mask
     time_shift: float = 0.1  # max circular shift, fraction of the frames
     repeats: int = 2  # augmented copies of the training set per epoch
+    # Other voices and rooms, on the dB spectrogram before normalisation (docs/accuracy.md); 0 = off.
+    freq_warp: float = 0.0  # VTLP: frequencies scaled by U[1 - a, 1 + a] (vocal-tract length), mel axis resampled
+    time_stretch: float = 0.0  # speaking rate: the time axis resampled by U[1 - a, 1 + a] about its centre
+    gain_db: float = 0.0  # level offset U[-g, g] dB; cancelled exactly by features.normalize=utterance
+    eq_db: float = 0.0  # microphone/room colour: a random smooth tilt-and-bow curve, at most +-eq_db dB
+    noise_prob: float = 0.0  # share of items that get additive noise (in linear power) ...
+    noise_snr_low: float = 10.0  # ... at an SNR drawn from U[low, high] dB (mean power over the clip)
+    noise_snr_high: float = 30.0
+    mixup: float = 0.0  # mixup Beta(alpha, alpha) on training batches (inputs and targets); 0 = off
 
     def __post_init__(self) -> None:
         for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
             _check(getattr(self, key) >= 0, f"augment.{key}", "must be >= 0", getattr(self, key))
         _check(0.0 <= self.time_shift <= 0.5, "augment.time_shift", "must be in [0, 0.5]", self.time_shift)
         _check(1 <= self.repeats <= 32, "augment.repeats", "must be in [1, 32]", self.repeats)
+        _check(0.0 <= self.freq_warp <= 0.5, "augment.freq_warp", "must be in [0, 0.5]", self.freq_warp)
+        _check(0.0 <= self.time_stretch <= 0.5, "augment.time_stretch", "must be in [0, 0.5]", self.time_stretch)
+        _check(0.0 <= self.gain_db <= 60.0, "augment.gain_db", "must be in [0, 60] dB", self.gain_db)
+        _check(0.0 <= self.eq_db <= 30.0, "augment.eq_db", "must be in [0, 30] dB", self.eq_db)
+        _check(0.0 <= self.noise_prob <= 1.0, "augment.noise_prob", "must be in [0, 1]", self.noise_prob)
+        _check(
+            -20.0 <= self.noise_snr_low <= self.noise_snr_high <= 80.0,
+            "augment.noise_snr_low",
+            "must satisfy -20 <= noise_snr_low <= noise_snr_high <= 80 dB",
+            (self.noise_snr_low, self.noise_snr_high),
+        )
+        _check(0.0 <= self.mixup <= 10.0, "augment.mixup", "must be in [0, 10] (Beta alpha; 0 = off)", self.mixup)
 
 
 @dataclass(frozen=True)
@@ -350,9 +371,30 @@ def read_yaml(path: str | Path) -> Any:
     return parse_yaml_text(path.read_text(encoding="utf-8"), str(path))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (nested or dotted keys), then ``key=value`` overrides."""
-    values: dict[str, Any] = {}
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets (``tune_digits/presets/NAME.yaml``), sorted."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The dotted settings of preset ``name``; an unknown name is a one-line error listing the presets."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if name not in list_presets():
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(list_presets()) or 'none'}")
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections")
+    return flatten(data)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, preset: str | None = None
+) -> Config:
+    """Defaults, then the preset, then the YAML file (nested or dotted keys), then ``key=value`` overrides."""
+    values: dict[str, Any] = preset_values(preset) if preset else {}
     if path is not None:
         data = read_yaml(path) or {}
         if not isinstance(data, dict):

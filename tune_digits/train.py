@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tune_digits import metrics
-from tune_digits.augment import SpecAugment
+from tune_digits.augment import SpecAugment, mixup
 from tune_digits.config import Config
 from tune_digits.corpus import Catalog, Split, make_split, scan
 from tune_digits.data import FeatureSet, build_features, corpus_stats
@@ -215,7 +215,9 @@ class Trainer:
             dropout=m.dropout,
             pretrained=m.pretrained,
         ).to(self.device)
-        self.augment = SpecAugment(cfg.augment).to(self.device)
+        if m.name != "lenet5":  # depthwise and 1x1 convolutions run ~1.5x faster in channels-last on a CPU
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.augment = SpecAugment(cfg.augment, cfg.features).to(self.device)
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
         self.steps_per_epoch = self.repeats * math.ceil(len(self.x_train) / t.batch_size)
         self.opt, self.sched = _make_optimizer(cfg, self.model, t.epochs * self.steps_per_epoch)
@@ -231,17 +233,11 @@ class Trainer:
         self.model.train()
         self.augment.train()
         total, count, bs = 0.0, 0, self.cfg.train.batch_size
-        norm_mode, norm = self.cfg.features.normalize, self.data.norm
         for _ in range(self.repeats):
             perm = torch.randperm(len(self.x_train), generator=self.gen, device=self.device)
             for i in range(0, len(perm), bs):
                 idx = perm[i : i + bs]
-                xb = normalize_batch(self.x_train[idx], norm_mode, *norm)  # (B, 1, F, T) float32
-                xa = self.augment(xb, generator=self.gen)
-                self.augmented_batches += int(xa is not xb)  # SpecAugment returns its input untouched when off
-                xb = xa
-                with _autocast(self.device):
-                    loss = self.loss_fn(self.model(xb).float(), self.y_train[idx])
+                loss = self._batch_loss(self.x_train[idx], self.y_train[idx])
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr "
@@ -254,6 +250,21 @@ class Trainer:
                 total += loss.item() * len(idx)
                 count += len(idx)
         return total / max(count, 1)
+
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Augment (dB stage, normalise, masks; mixup) one (B, 1, F, T) training batch and return its loss."""
+        xs = self.augment.signal(x, generator=self.gen)  # dB: voices and rooms; ``x`` itself when off
+        xb = normalize_batch(xs, self.cfg.features.normalize, *self.data.norm)  # (B, 1, F, T) float32
+        xa = self.augment(xb, generator=self.gen)
+        alpha = self.cfg.augment.mixup if self.cfg.augment.enabled else 0.0
+        self.augmented_batches += int(xa is not xb or xs is not x or alpha > 0)  # each stage returns its input when off
+        if alpha > 0:
+            xa, partner, lam = mixup(xa, alpha, self.gen)
+        with _autocast(self.device):
+            logits = self.model(xa).float()
+        if alpha > 0:
+            return lam * self.loss_fn(logits, y) + (1.0 - lam) * self.loss_fn(logits, y[partner])
+        return self.loss_fn(logits, y)
 
     def step(self) -> dict[str, Any]:
         """Train one epoch, validate, and return the epoch's record."""

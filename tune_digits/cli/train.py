@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
 from tune_digits.cli.app import announce_data, app, console, data_app, out, overrides_from_flags, user_errors
+
+if TYPE_CHECKING:
+    from tune_digits.config import Config
+    from tune_digits.cv import FoldResult
+    from tune_digits.train import FitResult, Prepared
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Corpus folder (default: the bundled demo corpus).")]
 SplitOpt = Annotated[
@@ -20,6 +25,20 @@ SetOpt = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override any setting: --set train.lr=3e-4 (repeatable).")
 ]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="A YAML config, e.g. a search's best.yaml.")]
+
+
+CvOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cv",
+        help="Cross-validate instead of one run: becker (folds becker:0..4) or loso (one fold per speaker); "
+        "prints each fold and mean ± std, writes OUT/cv.csv, cv.json and config.yaml (no W&B).",
+    ),
+]
+PresetOpt = Annotated[
+    Optional[str],
+    typer.Option("--preset", help="Start from a bundled recipe (lenet5, model-b); flags, --config and --set override."),
+]
 
 
 @app.command()
@@ -34,10 +53,15 @@ def train(
         Optional[bool], typer.Option("--augment/--no-augment", help="SpecAugment on training batches.")
     ] = None,
     split: SplitOpt = None,
+    cv: CvOpt = None,
+    preset: PresetOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT).")
+        Optional[Path],
+        typer.Option(
+            "--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT; with --cv runs/cv/TIME-MODEL-PROTOCOL)."
+        ),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -46,19 +70,31 @@ def train(
         Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")
     ] = None,
 ) -> None:
-    """Train one model and write config, metrics, checkpoint, history and predictions to a run folder."""
+    """Train one model and write config, metrics, checkpoint, history and predictions to a run folder.
+
+    With --cv becker|loso: train once per fold and report each fold and the mean ± std of test macro-F1.
+    """
     from tune_digits.config import load_config
+    from tune_digits.cv import PROTOCOLS, check_split_spec
+    from tune_digits.errors import UserError
     from tune_digits.run import train_run
 
+    if cv is not None and cv not in PROTOCOLS:
+        raise UserError(f"--cv {cv}: unknown protocol; use {' or '.join(PROTOCOLS)}")
+    if cv is not None and split is not None:
+        raise UserError(f"--cv {cv} chooses the splits itself; leave out --split {split}")
     flags = overrides_from_flags(
         model=model, data=data, variant=variant, augment=augment, split=split, epochs=epochs, seed=seed, strict=strict
     )
-    cfg = load_config(config, flags + list(set_ or []))
+    cfg = load_config(config, flags + list(set_ or []), preset=preset)
     announce_data(cfg.data.root)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if cv is not None:
+        _train_cv(cfg, cv, out_dir or Path("runs/cv") / f"{stamp}-{cfg.model.name}-{cv}")
+        return
+    check_split_spec(cfg.data.split)
     aug = "-aug" if cfg.augment.enabled else ""
-    target = (
-        out_dir or Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}-{cfg.features.variant}{aug}"
-    )
+    target = out_dir or Path("runs/train") / f"{stamp}-{cfg.model.name}-{cfg.features.variant}{aug}"
     result = train_run(cfg, target, wandb=wandb)
     m = result.metrics()
     table = Table(title=f"{cfg.model.name} · {cfg.features.variant} · augment {cfg.augment.enabled}")
@@ -74,7 +110,56 @@ def train(
         m["device"],
     )
     out.print(table)
-    out.print(f"run folder: {target}")
+    out.print(f"run folder: {target}", highlight=False, soft_wrap=True)
+
+
+def _fit_with_bar(cfg: Config, data: Prepared) -> FitResult:
+    """``fit`` with an epoch progress bar on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tune_digits.train import fit
+
+    columns = (TextColumn(data.split.spec), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("fold", total=cfg.train.epochs, status="")
+
+        def on_epoch(record: dict[str, Any], _state: Any) -> None:
+            status = f"val_f1 {record['val_f1']:.3f}  best {record['best_val_f1']:.3f}"
+            bar.update(task, completed=record["epoch"], status=status)
+
+        return fit(cfg, on_epoch, data=data)
+
+
+def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
+    """Every fold of ``protocol``, one table row each as it finishes, then mean ± std."""
+    from tune_digits.config import save_config
+    from tune_digits.cv import cross_validate
+    from tune_digits.run import check_out_dir
+
+    check_out_dir(target)
+    target.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, target / "config.yaml")
+    out.print(f"{protocol} cross-validation · {cfg.model.name} · {cfg.features.variant}")
+    out.print(f"{'fold':<20} {'test speakers':<16} {'val F1':>7} {'test F1':>8} {'test acc':>8} {'epoch':>5} {'s':>6}")
+
+    def show(f: FoldResult) -> None:
+        spk = " ".join(f.test_speakers)
+        spk = spk if len(spk) <= 16 else spk[:15] + "…"
+        out.print(
+            f"{f.fold:<20} {spk:<16} {f.val_f1:>7.4f} {f.test_f1:>8.4f} {f.test_accuracy:>8.4f} "
+            f"{f.best_epoch:>5} {f.train_seconds:>6.1f}"
+        )
+
+    result = cross_validate(cfg, protocol, progress=True, out_dir=target, on_fold=show, fit_fn=_fit_with_bar)
+    s = result.summary()
+    for stat in ("mean", "std"):
+        val, test, acc = (s[f"{stat}_{k}"] for k in ("val_f1", "test_f1", "test_accuracy"))
+        out.print(f"{stat:<20} {'':<16} {val:>7.4f} {test:>8.4f} {acc:>8.4f}")
+    out.print(
+        f"test macro-F1 {s['mean_test_f1']:.4f} ± {s['std_test_f1']:.4f} · "
+        f"accuracy {s['mean_test_accuracy']:.4f} ± {s['std_test_accuracy']:.4f} over {len(result.folds)} folds"
+    )
+    out.print(f"cv folder: {target}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("prepare")
