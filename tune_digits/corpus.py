@@ -78,7 +78,7 @@ def parse_name(name: str) -> tuple[int, str, int] | None:
 
 def scan(root: str | Path) -> Catalog:
     """Catalog every ``{digit}_{speaker}_{index}.wav`` under ``root`` (recursively)."""
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().resolve()  # absolute: Ray workers run in other folders
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist; pass --data with a folder of {{digit}}_{{speaker}}_{{index}}.wav files"
