@@ -21,6 +21,7 @@ from tune_digits.checkpoint import load_checkpoint
 from tune_digits.cli import app
 from tune_digits.config import load_config
 from tune_digits.models import create_model
+from tune_digits.train import out_of_memory
 
 RATE = 8000
 runner = CliRunner()
@@ -198,6 +199,28 @@ def test_diverging_training_is_a_one_line_error(corpus: Path, tmp_path: Path, tm
     line = one_line_error(invoke(*train_args(corpus, out, *extra)))
     assert "training loss became" in line and "lower train.lr" in line
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_out_of_memory_is_a_one_line_error(corpus: Path, tmp_path: Path, tmp_cache: Path) -> None:
+    """A real allocation failure (a 2**40-unit fc layer) names the fix; nothing is left behind."""
+    out = tmp_path / "out"
+    line = one_line_error(
+        invoke(*train_args(corpus, out, "--set", f"model.fc=[{2**40},16]", "--set", "train.batch_size=8"))
+    )
+    assert line.startswith("error: out of memory on cpu"), line
+    assert "lower train.batch_size (now 8)" in line and "--max-concurrent" in line
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_out_of_memory_recognises_the_allocators_messages() -> None:
+    cfg = load_config(None, ["train.device=cpu"])
+    cuda = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+    assert "Tried to allocate 2.00 GiB" in str(out_of_memory(cuda, cfg))
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 9 bytes"), cfg)
+    assert out_of_memory(MemoryError(), cfg) is not None
+    assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), cfg) is None
+    assert out_of_memory(ValueError("out of memory"), cfg) is None  # only allocator errors
+    assert len(str(out_of_memory(RuntimeError("out of memory " + "x" * 2000), cfg))) < 400
 
 
 def test_interrupted_run_leaves_nothing(

@@ -29,6 +29,7 @@ from tune_digits.config import Config, load_config, save_config
 from tune_digits.search import count_failures, error_reason
 
 runner = CliRunner()
+HUGE = 2**40  # fc units: a petabyte-sized weight, which no allocator grants
 TINY = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
 
 
@@ -93,7 +94,8 @@ def test_count_failures_reads_rays_error_file(tmp_path: Path) -> None:
 def test_failing_trials_are_retried_marked_and_explained(
     tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A diverging learning rate (NaN loss) and a model that cannot be built: ERROR rows with the reason.
+    """A diverging learning rate (NaN loss), a model that cannot be built and one that does not fit in
+    memory (a real allocation failure: a 2**40-unit fc layer): ERROR rows with the reason.
 
     Each failing trial is tried 1 + search.max_failures times; the search goes on and the good trial wins.
     """
@@ -102,14 +104,15 @@ def test_failing_trials_are_retried_marked_and_explained(
         {
             "train.lr": {"type": "choice", "values": [10.0, 0.003]},
             "model.name": {"type": "choice", "values": ["lenet5", "nosuchnet"]},
+            "model.fc": {"type": "choice", "values": [[32, 16], [HUGE, 16]]},
         },
         # lr * weight_decay = 10 with SGD: the weights flip sign and grow tenfold per step -> inf -> NaN loss
         {"train.optimizer": "sgd", "train.schedule": "constant", "train.weight_decay": 1.0, "train.batch_size": 16}
         | {"augment.enabled": False},
-        num_samples=3,
+        num_samples=4,
         max_epochs=2,
         grace_period=2,
-        seed=11,  # Optuna's first three draws with this seed: one of each case
+        seed=8,  # Optuna's first four draws with this seed: one of each case
         max_failures=1,
     )
     work = tmp_path / "work"
@@ -122,7 +125,7 @@ def test_failing_trials_are_retried_marked_and_explained(
 
     folder = storage / "f"
     table = pd.read_csv(folder / "results.csv", keep_default_na=False)
-    assert len(table) == 3 and table["trial_id"].is_unique
+    assert len(table) == 4 and table["trial_id"].is_unique
     kinds = set()
     for _, row in table.iterrows():
         error = str(row["error"])
@@ -130,6 +133,10 @@ def test_failing_trials_are_retried_marked_and_explained(
         if row["model.name"] == "nosuchnet":
             kinds.add("exception")
             assert row["status"] == "ERROR" and error.startswith("ConfigError: unknown model 'nosuchnet'")
+        elif str(HUGE) in str(row["model.fc"]):
+            kinds.add("oom")
+            assert row["status"] == "ERROR" and error.startswith("OutOfMemory: out of memory on cpu"), error
+            assert "lower train.batch_size" in error
         elif float(row["train.lr"]) == 10.0:
             kinds.add("nan")
             assert row["status"] == "ERROR" and error.startswith("TrainingDiverged: training loss became nan")
@@ -141,10 +148,11 @@ def test_failing_trials_are_retried_marked_and_explained(
             continue
         assert row["failures"] == 2, row.to_dict()  # the first try and one retry (search.max_failures: 1)
         assert row["checkpoint"] == "" and row["epochs_run"] == 0
-    assert kinds == {"exception", "nan", "ok"}, f"the seeded sampler no longer draws all three cases: {kinds}"
-    assert "3 trials failed" not in result.output and "2 trials failed (see the error column" in result.output
+    assert kinds == {"exception", "nan", "oom", "ok"}, f"the seeded sampler no longer draws all four cases: {kinds}"
+    assert "3 trials failed (see the error column" in result.output
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "Failed trials" in page and "unknown model" in page and "training loss became nan" in page
+    assert "out of memory on cpu" in page
     best = load_config(folder / "best.yaml")
     assert best.model.name == "lenet5" and best.train.lr == pytest.approx(0.003)
     assert list(work.iterdir()) == []  # nothing written outside the search folder (and the feature cache)

@@ -18,7 +18,7 @@ import tune_digits.train as train_mod
 from tune_digits.augment import SpecAugment
 from tune_digits.config import Config, load_config, parse_overrides, with_values
 from tune_digits.errors import DataError, UserError
-from tune_digits.train import Prepared, Trainer, evaluate, fit, predict_proba, prepare
+from tune_digits.train import Prepared, Trainer, channels_last, evaluate, fit, predict_proba, prepare
 
 RATE = 8000
 
@@ -321,3 +321,25 @@ def test_too_high_learning_rate_raises(tones: tuple[Config, Prepared]) -> None:
                 "augment.enabled=false",
             ],
         )
+
+
+def test_wide_lenet_trains_channels_last_on_cpu_and_matches_the_plain_layout(
+    tones: tuple[Config, Prepared],
+) -> None:
+    """From 16 first-layer channels LeNet-5 runs channels-last on a CPU; the layout changes speed, not results."""
+    cfg, data = tones
+    assert not channels_last("lenet5", (6, 16), torch.device("cpu"))
+    assert channels_last("lenet5", (16, 32), torch.device("cpu")) and channels_last(
+        "resnet18", (6, 16), torch.device("cpu")
+    )
+    wide = with_values(cfg, {"model.channels": [16, 32], "train.epochs": 1, "augment.enabled": False})
+    trainer = Trainer(wide, data)
+    conv = next(p for p in trainer.model.parameters() if p.dim() == 4 and p.shape[1] > 1)  # conv2: 16 in
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = Trainer(wide, data)
+    plain.model = plain.model.to(memory_format=torch.contiguous_format)
+    x = data.features.x[data.rows["val"][:16]]
+    xb = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    trainer.model.eval(), plain.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.model(xb), plain.model(xb), rtol=1e-4, atol=1e-4)

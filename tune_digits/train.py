@@ -35,6 +35,37 @@ class TrainingDiverged(FloatingPointError, UserError):
     """The training loss became NaN or infinite; the CLI prints it as one line."""
 
 
+class OutOfMemory(MemoryError, UserError):
+    """The model or a batch did not fit in the device's memory; the CLI prints it as one line."""
+
+
+# What the allocators say: CUDA ("CUDA out of memory"), the CPU allocator ("not enough memory: you
+# tried to allocate ..."; "can't allocate memory") and MPS ("MPS backend out of memory").
+_OOM_TEXT = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def out_of_memory(exc: BaseException, cfg: Config) -> OutOfMemory | None:
+    """``exc`` as an :class:`OutOfMemory` with the fix, or None when it is not an allocation failure."""
+    if isinstance(exc, OutOfMemory):
+        return exc
+    text = str(exc)
+    is_oom = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and any(s in text.lower() for s in _OOM_TEXT)
+    )
+    if not is_oom:
+        return None
+    detail = " ".join(text.split())
+    detail = detail if len(detail) <= 160 else detail[:157] + "..."
+    device = pick_device(cfg.train.device).type
+    fewer = (
+        "fewer trials per GPU (--gpus-per-trial 1)" if device == "cuda" else "fewer trials at once (--max-concurrent)"
+    )
+    return OutOfMemory(
+        f"out of memory on {device} ({detail or type(exc).__name__}); lower train.batch_size "
+        f"(now {cfg.train.batch_size}) or the model's size, or run {fewer}"
+    )
+
+
 @dataclass
 class Prepared:
     """A corpus, its split and its cached features: everything ``fit`` reads."""
@@ -106,6 +137,18 @@ class FitResult:
             "device": self.device,
             "augmented_batches": self.augmented_batches,
         }
+
+
+def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -> bool:
+    """Whether the model trains faster in channels-last memory format.
+
+    timm networks: always (depthwise and 1x1 convolutions run ~1.5x faster on a CPU). LeNet-5 on a CPU
+    from 16 channels in its first convolution: an epoch of 2,000 clips on one thread took 3.5 s instead of
+    4.9 s at 16/32 and 7.3 s instead of 10.7 s at 32/64, but 3.3 s instead of 2.0 s at 6/16.
+    """
+    if model != "lenet5":
+        return True
+    return device.type == "cpu" and bool(channels) and channels[0] >= 16
 
 
 def pick_device(name: str) -> torch.device:
@@ -215,7 +258,7 @@ class Trainer:
             dropout=m.dropout,
             pretrained=m.pretrained,
         ).to(self.device)
-        if m.name != "lenet5":  # depthwise and 1x1 convolutions run ~1.5x faster in channels-last on a CPU
+        if channels_last(m.name, m.channels, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = SpecAugment(cfg.augment, cfg.features).to(self.device)
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
@@ -394,11 +437,18 @@ def fit(
     ``on_epoch(record, state)`` is called after every epoch with the epoch's
     metrics; ``state()`` returns the resumable trainer state for checkpoints.
     """
-    trainer = Trainer(cfg, data or prepare(cfg))
-    if resume is not None:
-        trainer.load_state(resume)
-    while not trainer.done():
-        record = trainer.step()
-        if on_epoch is not None:
-            on_epoch(record, trainer.state)
-    return trainer.finish()
+    data = data or prepare(cfg)
+    try:
+        trainer = Trainer(cfg, data)
+        if resume is not None:
+            trainer.load_state(resume)
+        while not trainer.done():
+            record = trainer.step()
+            if on_epoch is not None:
+                on_epoch(record, trainer.state)
+        return trainer.finish()
+    except (RuntimeError, MemoryError) as exc:
+        oom = out_of_memory(exc, cfg)
+        if oom is None:
+            raise
+        raise oom from exc
