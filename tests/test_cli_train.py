@@ -7,13 +7,13 @@ import glob
 import json
 import os
 import stat
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import wandb_files  # tests/wandb_files.py
 from typer.testing import CliRunner
 
 import tune_digits.run as run_mod
@@ -262,36 +262,6 @@ def test_data_prepare_reports_unreadable(corpus: Path, tmp_cache: Path) -> None:
     assert "9_s9_0.wav" in one_line_error(strict)
 
 
-def read_wandb_history(run_file: Path) -> list[dict[str, str]]:
-    """History records of a W&B ``.wandb`` file (a LevelDB-style log of protobuf records)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = run_file.read_bytes()
-    block, pos, chunk, records = 32768, 7, b"", []  # 7-byte file header, then 32 KiB blocks
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        pos += 7
-        if kind == 0 and length == 0:  # block padding
-            pos += left - 7
-            continue
-        chunk += data[pos : pos + length]
-        pos += length
-        if kind in (1, 4):  # full or last piece of a record
-            records.append(chunk)
-            chunk = b""
-    history = []
-    for raw in records:
-        rec = pb.Record()
-        rec.ParseFromString(raw)
-        if rec.WhichOneof("record_type") == "history":
-            history.append({(i.key or "/".join(i.nested_key)): i.value_json for i in rec.history.item})
-    return history
-
-
 @pytest.mark.slow
 def test_wandb_offline_run(corpus: Path, tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -309,7 +279,7 @@ def test_wandb_offline_run(corpus: Path, tmp_path: Path, tmp_cache: Path, monkey
     assert [r["epoch"] for r in local] == [1, 2]
     run_files = list(Path(runs[0]).glob("run-*.wandb"))
     assert len(run_files) == 1
-    logged = [h for h in read_wandb_history(run_files[0]) if "epoch" in h]
+    logged = [h for h in wandb_files.history(run_files[0]) if "epoch" in h]
     assert [int(h["epoch"]) for h in logged] == [1, 2]
     for h, r in zip(logged, local, strict=True):
         assert float(h["val_f1"]) == pytest.approx(r["val_f1"])

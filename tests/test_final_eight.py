@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import wandb_files  # tests/wandb_files.py
 from typer.testing import CliRunner
 
 from tune_digits.cli import app
 from tune_digits.config import load_config, save_config
+from tune_digits.matrix import log_summary_run
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -89,6 +91,27 @@ def test_variant_and_augmentation_really_differ_between_runs(eight: Path) -> Non
         assert len(raw) == 1 and len(bil) == 1 and raw != bil  # the bilateral runs read the bilateral cache
     splits = {(eight / r / "split.json").read_text() for r in table["run_dir"]}
     assert len(splits) == 1  # one split for all eight
+
+
+def test_wandb_summary_run_holds_the_eight_rows(eight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extra W&B run of the group: summary.csv as a table, the effects as summary values (offline here)."""
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    log_summary_run(eight, "offline", out_dir=tmp_path)
+    runs = list(tmp_path.glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    tables = list(runs[0].glob("files/media/table/final_eight_*.table.json"))
+    assert len(tables) == 1
+    logged = json.loads(tables[0].read_text())
+    expected = pd.read_csv(eight / "summary.csv")
+    assert logged["columns"] == list(expected.columns) and len(logged["data"]) == 8
+    f1 = logged["columns"].index("test_f1")
+    assert [row[f1] for row in logged["data"]] == pytest.approx(expected["test_f1"].tolist())
+    summary = wandb_files.summary(next(runs[0].glob("run-*.wandb")))
+    assert float(summary["best_test_f1"]) == pytest.approx(expected["test_f1"].max())
+    assert {"A/bilateral_effect", "A/augment_effect", "B/bilateral_effect", "B/augment_effect"} <= set(summary)
+    log_summary_run(eight, "disabled", out_dir=tmp_path / "off")
+    assert not (tmp_path / "off").exists()
 
 
 def test_refuses_without_params(tmp_path: Path) -> None:

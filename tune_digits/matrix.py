@@ -159,7 +159,9 @@ def run_final_eight(opts: EightOptions) -> Path:
         _fit_grid(folder, opts, ctx, res, bases)
     finally:
         shutdown_ray()
-    return write_summary(folder)
+    write_summary(folder)
+    log_summary_run(folder, mode)
+    return folder
 
 
 def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bases: dict) -> None:
@@ -186,6 +188,36 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
 
     tuner = restore_or_new(folder, opts.resume, trainable_fn, param_space, new_tuner)
     tuner.fit()
+
+
+def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> None:
+    """One more W&B run in the ``final-eight`` group (job type ``summary``): summary.csv as a table, and
+    each model's bilateral and augmentation effects as summary values. Nothing when W&B is disabled."""
+    import pandas as pd
+
+    from tune_digits.report import effects
+    from tune_digits.tracking import Tracker
+
+    if mode == "disabled":
+        return
+    table = pd.read_csv(folder / "summary.csv")
+    tracker = Tracker(
+        out_dir or folder,
+        mode=mode,
+        name=f"{folder.name}-summary",
+        group="final-eight",
+        job_type="summary",
+        config={"final_eight": folder.name, "runs": len(table)},
+        local=False,
+    )
+    try:
+        tracker.table("final_eight", table)
+        values = {f"{model}/{name}_effect": v for model, eff in effects(table).items() for name, v in eff.items()}
+        best = table.loc[table["test_f1"].idxmax()]
+        values.update(best_test_f1=float(best["test_f1"]), best_run=str(best["run_dir"]))
+        tracker.summary(values)
+    finally:
+        tracker.finish()
 
 
 def write_summary(folder: Path) -> Path:

@@ -93,6 +93,14 @@ class Tracker:
             rows = [[str(t), str(p), n] for t, row in enumerate(confusion) for p, n in enumerate(row)]
             self.run.log({"confusion_matrix": wandb.Table(columns=["true", "predicted", "count"], data=rows)})
 
+    def table(self, key: str, frame: Any) -> None:
+        """Log a pandas DataFrame as one W&B table (sortable and plottable in the W&B UI)."""
+        if self.run is None:
+            return
+        import wandb
+
+        self.run.log({key: wandb.Table(dataframe=frame.reset_index(drop=True))})
+
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()
