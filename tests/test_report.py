@@ -334,3 +334,32 @@ def test_cli_report_exits_2_on_a_missing_or_unknown_folder(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert "is not a train run" in result.output
+
+
+@pytest.mark.parametrize("width", [80, 300])
+def test_leaderboard_fits_the_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """Parameter columns are dropped (and counted) rather than squeezed into unreadable cells."""
+    import io
+
+    from rich.console import Console
+
+    import tune_digits.cli.search as search_cli
+
+    df = write_search(tmp_path / "s", importance=False)
+    extra = {f"augment.knob_{i}": np.linspace(0, 1, len(df)) for i in range(8)}
+    df.assign(**extra).sort_values("val_f1", ascending=False).to_csv(tmp_path / "s" / "results.csv", index=False)
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    monkeypatch.setattr(search_cli, "out", console)
+    search_cli.show_leaderboard(tmp_path / "s")
+    text = console.file.getvalue()
+    lines = text.splitlines()
+    table = [line for line in lines if not line.startswith(("results:", "best config:"))]  # paths stay whole
+    assert all(len(line) <= width for line in table), text
+    assert "trial_0" in text and "…" not in text  # whole trial ids and values, nothing elided
+    header = next(line for line in lines if "val F1" in line)
+    if width == 80:
+        assert "more parameter columns in results.csv" in text
+        assert "lr" in header  # the first parameters, by their short names
+    else:
+        assert "more parameter columns" not in text
+        assert all(f"knob_{i}" in header for i in range(8)) and "optimizer" in header

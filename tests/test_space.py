@@ -114,3 +114,47 @@ def test_shipped_spaces_are_valid() -> None:
     timm_names = next(d for d in load_space(folder / "timm.yaml").dims if d.key == "model.name").values
     families = ("efficientnet", "mobilenet", "resnet", "densenet", "inception")
     assert all(any(str(n).startswith(f) for n in timm_names) for f in families)
+
+
+def test_start_points_are_completed_from_fixed_and_defaults() -> None:
+    data = {**GOOD, "start": [{}, {"train.lr": 0.005, "model.channels": [16, 32]}, None]}
+    data["fixed"] = {**GOOD["fixed"], "model.dropout": 0.2}
+    space = parse_space(data)
+    assert space.start[0] == {
+        "train.lr": 0.002,
+        "model.channels": [6, 16],
+        "augment.freq_masks": 2,
+        "model.dropout": 0.2,
+    }
+    assert space.start[1]["train.lr"] == 0.005 and space.start[1]["model.channels"] == [16, 32]
+    assert space.start[2] == space.start[0]
+    assert parse_space(GOOD).start == ()
+    # every point is a legal Optuna/Ray value of its dimension once encoded
+    tune = to_tune(space)
+    for point in space.start:
+        assert set(point) == set(tune)
+        assert encode(point["model.channels"]) in tune["model.channels"].categories
+
+
+@pytest.mark.parametrize(
+    ("start", "needle"),
+    [
+        ([{"train.epochs": 3}], "start[1].train.epochs: not a searched key"),
+        ([{}, {"train.lr": 0.5}], "start[2].train.lr: 0.5 is outside"),
+        ([{"model.channels": [8, 8]}], "start[1].model.channels: [8, 8] is outside"),
+        ([{"model.dropout": 0.25}], "start[1].model.dropout: 0.25 is outside"),  # off the q=0.1 grid
+        ([{"augment.freq_masks": 1.5}], "is outside"),
+        ({"train.lr": 0.001}, "expected a list of mappings"),
+    ],
+)
+def test_bad_start_points_are_one_line_errors(start: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space({**GOOD, "start": start})
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_start_needs_a_value_when_the_default_is_outside_the_space() -> None:
+    data = _with("space", "train.lr", {"type": "loguniform", "low": 1e-2, "high": 1e-1})  # default 0.002 is below
+    with pytest.raises(ConfigError, match=r"start\[1\]\.train\.lr: its fixed or default value 0.002"):
+        parse_space({**data, "start": [{}]})
+    assert parse_space({**data, "start": [{"train.lr": 0.02}]}).start[0]["train.lr"] == 0.02

@@ -24,7 +24,7 @@ import numpy as np
 from tune_digits.config import from_flat, save_config, to_flat
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
-from tune_digits.space import SearchSpace, to_optuna, to_tune
+from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
 from tune_digits.tuning import (
     TrialContext,
     check_name,
@@ -134,7 +134,10 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
     param_space = to_tune(space)
 
     def new_tuner() -> Any:
-        searcher = ConcurrencyLimiter(OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed), res.max_concurrent)
+        # start: points are Optuna's first trials (enqueued), then TPE samples; they count in num_samples
+        points = [{k: encode(v) for k, v in point.items()} for point in space.start] or None
+        optuna = OptunaSearch(metric=s.metric, mode=s.mode, seed=s.seed, points_to_evaluate=points)
+        searcher = ConcurrencyLimiter(optuna, res.max_concurrent)
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=s.max_epochs,
@@ -146,8 +149,7 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
             mode=s.mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=s.num_samples,
-            max_concurrent_trials=res.max_concurrent,
+            num_samples=s.num_samples,  # concurrency is the ConcurrencyLimiter's
             time_budget_s=s.time_budget or None,
         )
         return tune.Tuner(

@@ -10,6 +10,9 @@
     search:                     # how to search
       num_samples: 16
       max_epochs: 20
+    start:                      # optional: points tried first, in order (searched keys only;
+      - {}                      #   a key left out takes its fixed or default value)
+      - {train.batch_size: 128}
 
 Distributions: uniform, loguniform, int (inclusive; ``log: true`` allowed), choice,
 quantized (``q`` step; ``log: true`` allowed). Validation is strict: an unknown
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tune_digits.config import Config, all_keys, flatten, from_flat, parse_yaml_text, with_values
+from tune_digits.config import Config, all_keys, flatten, from_flat, parse_yaml_text, to_flat, with_values
 from tune_digits.errors import ConfigError, UserError
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "quantized")
@@ -93,6 +96,7 @@ class SearchSpace:
     fixed: dict[str, Any]
     dims: tuple[Dimension, ...]
     search: SearchSettings = field(default_factory=SearchSettings)
+    start: tuple[dict[str, Any], ...] = ()  # full points (every searched key), tried before sampling
 
     def base_config(self, extra: dict[str, Any] | None = None) -> Config:
         return from_flat({**self.fixed, **(extra or {})})
@@ -145,9 +149,9 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
     """Validate a parsed YAML document into a SearchSpace."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with fixed, space and search sections")
-    unknown = set(data) - {"fixed", "space", "search"}
+    unknown = set(data) - {"fixed", "space", "search", "start"}
     if unknown:
-        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are fixed, space, search")
+        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are fixed, space, search, start")
     fixed = flatten(data.get("fixed") or {})
     raw_space = data.get("space") or {}
     if not isinstance(raw_space, dict) or not raw_space:
@@ -161,15 +165,60 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
             raise ConfigError(f"space.{key}: unknown config key{hint}")
         dims.append(parse_dimension(key, spec))
     search = _parse_settings(data.get("search") or {}, source)
-    space = SearchSpace(source, fixed, tuple(dims), search)
-    base = space.base_config()  # unknown or invalid fixed keys fail here
+    base = SearchSpace(source, fixed, tuple(dims), search).base_config()  # unknown or invalid fixed keys fail here
     for dim in dims:
         for value in dim.bounds():
             try:
                 with_values(base, {dim.key: list(value) if isinstance(value, tuple) else value})
             except ConfigError as exc:
                 raise ConfigError(f"space.{dim.key}: the value {value!r} is not allowed ({exc})") from None
-    return space
+    start = _parse_start(data.get("start"), dims, to_flat(base))
+    return SearchSpace(source, fixed, tuple(dims), search, start)
+
+
+def contains(dim: Dimension, value: Any) -> bool:
+    """Whether ``value`` (a config value: lists as lists) is a point of ``dim``."""
+    if dim.kind == "choice":
+        value = tuple(value) if isinstance(value, list) else value
+        return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in dim.values)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if dim.kind == "int" and not isinstance(value, int):
+        return False
+    if not dim.low <= value <= dim.high:
+        return False
+    return dim.q is None or math.isclose(value / dim.q, round(value / dim.q), abs_tol=1e-9)
+
+
+def _parse_start(raw: Any, dims: list[Dimension], base: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """``start:``: a list of partial points; each is completed from the fixed values and the defaults."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, dict) or p is None for p in raw):
+        raise ConfigError("start: expected a list of mappings, e.g. [{}, {train.batch_size: 128}]")
+    by_key = {d.key: d for d in dims}
+    points = []
+    for n, partial in enumerate(raw, 1):
+        given = flatten(partial or {})
+        for key, value in given.items():
+            if key not in by_key:
+                raise ConfigError(f"start[{n}].{key}: not a searched key; only keys under space: can start elsewhere")
+            if not contains(by_key[key], value):
+                raise ConfigError(f"start[{n}].{key}: {value!r} is outside its distribution in space:")
+        point = {}
+        for dim in dims:
+            value = given.get(dim.key, base.get(dim.key))
+            if not contains(dim, value):
+                raise ConfigError(
+                    f"start[{n}].{dim.key}: its fixed or default value {value!r} is outside the space; give one"
+                )
+            point[dim.key] = list(value) if isinstance(value, tuple) else value
+        try:
+            from_flat({**base, **point})
+        except ConfigError as exc:
+            raise ConfigError(f"start[{n}]: not a valid config ({exc})") from None
+        points.append(point)
+    return tuple(points)
 
 
 def _parse_settings(raw: Any, source: str) -> SearchSettings:

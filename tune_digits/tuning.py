@@ -73,6 +73,8 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     from tune_digits.train import fit, prepare
 
     torch.set_num_threads(max(1, ctx.threads))
+    # One "Checkpoint successfully created at ..." line per improving epoch would bury the progress table.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = trial_config(ctx, params)
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(ctx.out_dir) / "trials" / trial_id

@@ -77,14 +77,17 @@ def show_leaderboard(folder: Path, top: int = 10) -> None:
     import pandas as pd
 
     table_df = pd.read_csv(folder / "results.csv")
-    params = [c for c in table_df.columns if "." in c]
-    table = Table(title=f"search {folder.name}: top {min(top, len(table_df))} of {len(table_df)} trials")
-    for col in ("trial", "val F1", "epochs", "status", *params):
+    shown = table_df.head(top)
+    params, hidden = _fitting_params(shown, out.width)
+    table = Table(title=f"search {folder.name}: top {len(shown)} of {len(table_df)} trials")
+    for col in ("trial", "val F1", "epochs", "status", *(_short(p, params) for p in params)):
         table.add_column(col, justify="right")
-    for _, row in table_df.head(top).iterrows():
+    for _, row in shown.iterrows():
         cells = [_fmt(row[p]) for p in params]
         table.add_row(str(row["trial_id"]), _fmt(row["val_f1"]), str(row["epochs_run"]), row["status"], *cells)
     out.print(table)
+    if hidden:
+        out.print(f"{hidden} more parameter columns in results.csv (a wider terminal shows them)", highlight=False)
     if "error" in table_df.columns:
         failed = table_df[table_df["error"].notna() & (table_df["error"].astype(str) != "")]
         if len(failed):
@@ -100,6 +103,27 @@ def show_leaderboard(folder: Path, top: int = 10) -> None:
     out.print(f"results: {folder / 'results.csv'}", highlight=False, soft_wrap=True)
     if best.is_file():
         out.print(f"best config: {best}  (tune-digits train --config {best})", highlight=False, soft_wrap=True)
+
+
+def _short(key: str, keys: list[str]) -> str:
+    """``train.lr`` -> ``lr`` unless another shown key ends the same way."""
+    tail = key.split(".", 1)[-1]
+    return tail if sum(k.split(".", 1)[-1] == tail for k in keys) == 1 else key
+
+
+def _fitting_params(df, width: int) -> tuple[list[str], int]:
+    """The parameter columns that fit beside the fixed ones in ``width`` characters, and how many did not."""
+    params = [c for c in df.columns if "." in c]
+    used = 4 + sum(max(len(h), 8) + 3 for h in ("trial", "val F1", "epochs", "status"))
+    kept: list[str] = []
+    for p in params:
+        cells = [len(_fmt(v)) for v in df[p]] if len(df) else [0]
+        need = max(len(_short(p, params)), *cells) + 3
+        if used + need > width:
+            break
+        kept.append(p)
+        used += need
+    return kept, len(params) - len(kept)
 
 
 def _fmt(value: object) -> str:
