@@ -10,7 +10,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tune_digits.audio import AudioReadError, fit_length, load_audio, read_audio, resample
+from tune_digits.audio import AudioReadError, fit_length, load_audio, load_audio_batch, read_audio, resample
 from tune_digits.errors import DataError
 
 SR = 8000
@@ -155,3 +155,25 @@ def test_fit_length_property(length: int, num_samples: int, seed: int) -> None:
     else:
         start = (length - num_samples) // 2
         np.testing.assert_array_equal(out, wave[start : start + num_samples])
+
+
+def test_batch_loading_equals_one_file_at_a_time(tmp_path: Path) -> None:
+    """Mixed rates and lengths (shorter and longer than the window), stereo, and a broken file in between."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for n, (sr, seconds) in enumerate([(48000, 0.61), (8000, 0.4), (44100, 1.3), (48000, 0.97), (16000, 0.05)]):
+        data = (0.3 * rng.standard_normal(round(sr * seconds))).astype(np.float32)
+        if n == 3:
+            data = np.stack([data, -0.5 * data], axis=1)  # stereo
+        paths.append(_write(tmp_path / f"{n}.wav", data, sr, "PCM_16"))
+    (tmp_path / "bad.wav").write_text("not audio")
+    paths.insert(2, tmp_path / "bad.wav")
+    paths.append(_write(tmp_path / "last.wav", _sine(440, 48000, 0.5), 48000, "PCM_16"))
+
+    waves, bad = load_audio_batch(paths, SR, N)
+    assert waves.shape == (len(paths), N) and waves.dtype == np.float32
+    assert [i for i, _ in bad] == [2] and isinstance(bad[0][1], AudioReadError) and "bad.wav" in str(bad[0][1])
+    assert not waves[2].any()
+    for i, path in enumerate(paths):
+        if i != 2:
+            np.testing.assert_allclose(waves[i], load_audio(path, SR, N), atol=1e-5, err_msg=str(path))

@@ -184,7 +184,7 @@ def test_unreadable_recording_is_an_error_when_strict(corpus: Path, tmp_cache: P
     with pytest.raises(DataError, match="7_a_0.wav") as info:
         build(corpus, strict=True)
     assert cache_dirs(tmp_cache) == []
-    # the error crosses process boundaries (worker processes build large corpora): it must unpickle
+    # the error crosses process boundaries (a Ray trial's error travels to the driver): it must unpickle
     again = pickle.loads(pickle.dumps(info.value))
     assert isinstance(again, DataError) and str(again) == str(info.value)
 
@@ -236,15 +236,19 @@ def test_failure_in_a_chunk_leaves_no_temporary_folder(
 
 
 @pytest.mark.slow
-def test_worker_processes_match_in_process(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_threads_match_one_thread(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
     bad = write_bad_files(corpus)
-    monkeypatch.setattr(data_mod, "CHUNK", 6)  # 23 files -> 4 jobs over 2 worker processes, finishing in any order
+    monkeypatch.setattr(data_mod, "CHUNK", 6)  # 23 files -> 4 jobs over 2 worker threads, finishing in any order
+    threads = torch.get_num_threads()
     monkeypatch.setenv("TUNE_DIGITS_CACHE", str(tmp_path / "serial"))
     with pytest.warns(UserWarning):
         serial = build(corpus, workers=1)
     monkeypatch.setenv("TUNE_DIGITS_CACHE", str(tmp_path / "parallel"))
     with pytest.warns(UserWarning):
         parallel = build(corpus, workers=2)
+    assert torch.get_num_threads() == threads  # the pool's single-threaded torch is undone
     assert parallel.key == serial.key and parallel.files == serial.files
     assert sorted(parallel.skipped) == sorted(serial.skipped) == bad
     np.testing.assert_array_equal(np.asarray(parallel.x), np.asarray(serial.x))

@@ -100,3 +100,40 @@ def load_audio(path: str | Path, sample_rate: int, num_samples: int) -> np.ndarr
     """Read, resample to ``sample_rate`` and centre in ``num_samples``: a ``(num_samples,)`` float32 wave."""
     wave, orig_sr = read_audio(path)
     return fit_length(resample(wave, orig_sr, sample_rate), num_samples)
+
+
+def load_audio_batch(
+    paths: list[str | Path], sample_rate: int, num_samples: int
+) -> tuple[np.ndarray, list[tuple[int, AudioReadError]]]:
+    """:func:`load_audio` for many files: ``(waves (N, num_samples), [(index, error), ...])``.
+
+    Clips of one original rate are resampled together, zero-padded to the longest: one
+    convolution per rate instead of one per clip (the sinc resampler pads each clip with zeros
+    anyway, so every clip comes out as :func:`load_audio` makes it, up to float rounding).
+    Unreadable files leave a row of zeros and are returned with their error.
+    """
+    waves = np.zeros((len(paths), num_samples), dtype=np.float32)
+    bad: list[tuple[int, AudioReadError]] = []
+    by_rate: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for i, path in enumerate(paths):
+        try:
+            wave, orig_sr = read_audio(path)
+        except AudioReadError as exc:
+            bad.append((i, exc))
+            continue
+        by_rate.setdefault(orig_sr, []).append((i, wave))
+    for orig_sr, items in by_rate.items():
+        if orig_sr == sample_rate:
+            for i, wave in items:
+                waves[i] = fit_length(wave, num_samples)
+            continue
+        longest = max(len(w) for _, w in items)
+        batch = np.zeros((len(items), longest), dtype=np.float32)
+        for row, (_, wave) in enumerate(items):
+            batch[row, : len(wave)] = wave
+        with torch.no_grad():
+            out = _resampler(orig_sr, sample_rate)(torch.from_numpy(batch)).numpy()
+        for row, (i, wave) in enumerate(items):
+            length = -(-len(wave) * sample_rate // orig_sr)  # ceil, in integers: what the resampler returns
+            waves[i] = fit_length(out[row, :length], num_samples)
+    return waves, sorted(bad, key=lambda item: item[0])

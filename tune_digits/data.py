@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -31,8 +30,9 @@ from tune_digits.corpus import Catalog
 from tune_digits.errors import DataError
 
 CACHE_VERSION = 1
-CHUNK = 256  # recordings per work item
-PARALLEL_MIN = 1500  # below this, building in-process beats starting worker processes
+# Recordings per work item. 30,000 clips at 48 kHz on 2 threads: 26 s and 1.1 GB peak RSS at 64,
+# 30 s / 1.5 GB at 128, 34 s / 1.8 GB at 256 (smaller batches stay in the CPU caches).
+CHUNK = 64
 
 
 def cache_root() -> Path:
@@ -118,23 +118,14 @@ def _open_entry(entry: Path) -> FeatureSet | None:
 
 
 def _load_chunk(paths: list[str], audio: AudioConfig, feat: FeatureConfig, bil: BilateralConfig, strict: bool):
-    """Decode and featurise one chunk (runs in a worker process). Returns (features, bad)."""
-    import torch
-
-    from tune_digits.audio import AudioReadError, load_audio
+    """Decode and featurise one chunk (in a worker thread). Returns (features, bad)."""
+    from tune_digits.audio import load_audio_batch
     from tune_digits.features import features_from_waves
 
-    torch.set_num_threads(1)
-    waves = np.zeros((len(paths), audio.num_samples), dtype=np.float32)
-    bad: list[tuple[int, str]] = []
-    for i, p in enumerate(paths):
-        try:
-            waves[i] = load_audio(Path(p), audio.sample_rate, audio.num_samples)
-        except AudioReadError as exc:
-            if strict:
-                # A plain DataError: it crosses the process boundary (AudioReadError cannot be unpickled).
-                raise DataError(f"unreadable recording {exc} (data.strict is on; drop --strict to skip it)") from None
-            bad.append((i, str(exc)))
+    waves, errors = load_audio_batch(paths, audio.sample_rate, audio.num_samples)
+    if errors and strict:
+        raise DataError(f"unreadable recording {errors[0][1]} (data.strict is on; drop --strict to skip it)")
+    bad = [(i, str(exc)) for i, exc in errors]
     return features_from_waves(waves, audio.sample_rate, feat, bil)[:, None], bad  # (N, 1, F, T)
 
 
@@ -146,20 +137,30 @@ def _bilateral_chunk(raw_path: str, start: int, stop: int, bil: BilateralConfig)
 
 
 def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, object]]:
-    """Yield (job number, result) as jobs finish; in-process when one worker."""
-    if workers <= 1:
+    """Yield (job number, result) as jobs finish: in a thread pool, or in this thread when one worker.
+
+    Threads, not processes: decoding (libsndfile through cffi), the torch ops on whole chunks and
+    ``cv2.bilateralFilter`` release the GIL, and threads share the imported libraries instead of
+    starting interpreters. Measured on 1,200 clips at 48 kHz, 2 cores: 2.0 s with 2 threads, 3.1 s
+    in one thread, 5.8 s with 2 spawned processes. Each thread runs torch single-threaded; torch's
+    thread count is restored afterwards.
+    """
+    if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
             yield i, fn(*job)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        try:
-            futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
-            for fut in cf.as_completed(futures):
-                yield futures[fut], fut.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # do not run the queued chunks after a failure
-            raise
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features")
+    try:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        for fut in cf.as_completed(futures):
+            yield futures[fut], fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the queued chunks do not run
+        torch.set_num_threads(threads)
 
 
 def _progress(total: int, label: str, enabled: bool):
@@ -187,7 +188,7 @@ def build_features(
         _check_skipped(found, strict, warn=True)
         return found
     n = len(catalog.recordings)
-    workers = workers or (min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN else 1)
+    workers = workers or min(os.cpu_count() or 1, 8)
     if feat.variant == "bilateral":
         raw = build_features(catalog, audio, _raw(feat), bil, strict=strict, workers=workers, progress=progress)
         raw_path = str(raw.path / "features.npy")
