@@ -87,7 +87,8 @@ def show_leaderboard(folder: Path, top: int = 10) -> None:
         table.add_row(str(row["trial_id"]), _fmt(row["val_f1"]), str(row["epochs_run"]), row["status"], *cells)
     out.print(table)
     if hidden:
-        out.print(f"{hidden} more parameter columns in results.csv (a wider terminal shows them)", highlight=False)
+        columns = "column" if hidden == 1 else "columns"
+        out.print(f"{hidden} more parameter {columns} in results.csv (a wider terminal shows them)", highlight=False)
     if "error" in table_df.columns:
         failed = table_df[table_df["error"].notna() & (table_df["error"].astype(str) != "")]
         if len(failed):
