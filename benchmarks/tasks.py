@@ -46,21 +46,9 @@ def _config(data: str, values: dict[str, Any] | None = None):
 
 def _build_model(cfg, input_shape: tuple[int, int, int]):
     """The model tune-digits' Trainer builds for ``cfg``, built the same way for the baseline."""
-    from tune_digits.models import create_model
+    from tune_digits.models import model_from_config
 
-    m = cfg.model
-    return create_model(
-        m.name,
-        input_shape,
-        10,
-        channels=m.channels,
-        kernel_size=m.kernel_size,
-        fc=m.fc,
-        activation=m.activation,
-        batch_norm=m.batch_norm,
-        dropout=m.dropout,
-        pretrained=m.pretrained,
-    )
+    return model_from_config(cfg.model, input_shape)
 
 
 def _train_files(cfg, limit: int | None) -> tuple[list[Path], list[int]]:
@@ -168,9 +156,24 @@ def baseline_features(data: str, variants: list[str], num_workers: int, limit: i
 # --------------------------------------------------------------------------- 2. training throughput
 
 
+def _throughput(model: str, samples: int, seconds: float, cpu: float, batch_size: int) -> dict[str, Any]:
+    """The figures both training measurements report, rounded alike."""
+    import torch
+
+    return {
+        "model": model,
+        "samples": samples,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / seconds, 1),
+        "cpu_seconds": round(cpu, 3),
+        "samples_per_cpu_s": round(samples / cpu, 1),
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def train_ours(data: str, model: str, epochs: int = 2, limit: int | None = None) -> dict[str, Any]:
     """Samples per second of tune-digits' ``Trainer.train_epoch`` (after one warm-up epoch)."""
-    import torch
 
     from tune_digits.train import Trainer, prepare
 
@@ -186,14 +189,7 @@ def train_ours(data: str, model: str, epochs: int = 2, limit: int | None = None)
     seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     samples = epochs * trainer.repeats * len(trainer.x_train)
     return {
-        "model": model,
-        "samples": samples,
-        "seconds": round(seconds, 3),
-        "samples_per_s": round(samples / seconds, 1),
-        "cpu_seconds": round(cpu, 3),
-        "samples_per_cpu_s": round(samples / cpu, 1),
-        "batch_size": cfg.train.batch_size,
-        "torch_threads": torch.get_num_threads(),
+        **_throughput(model, samples, seconds, cpu, cfg.train.batch_size),
         "device": trainer.device.type,
     }
 
@@ -224,15 +220,8 @@ def train_baseline(
         samples, seconds = samples + n, seconds + sec
     cpu = _cpu_s() - cpu  # the epoch's loader (and its workers) ended with train_one_epoch
     return {
-        "model": model,
+        **_throughput(model, samples, seconds, cpu, bs),
         "num_workers": num_workers,
-        "samples": samples,
-        "seconds": round(seconds, 3),
-        "samples_per_s": round(samples / seconds, 1),
-        "cpu_seconds": round(cpu, 3),
-        "samples_per_cpu_s": round(samples / cpu, 1),
-        "batch_size": bs,
-        "torch_threads": torch.get_num_threads(),
     }
 
 

@@ -301,7 +301,7 @@ def test_diverging_loss_raises(tones: tuple[Config, Prepared], monkeypatch: pyte
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.full((len(x), 10), float("nan")) + self.w
 
-    monkeypatch.setattr(train_mod, "create_model", lambda *a, **k: NaNModel())
+    monkeypatch.setattr(train_mod, "model_from_config", lambda *a, **k: NaNModel())
     with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1; lower train.lr") as info:
         run(cfg, data)
     assert isinstance(info.value, UserError)  # the CLI prints it as one line

@@ -31,7 +31,7 @@ from tune_digits.checkpoint import load_checkpoint
 from tune_digits.config import Config, from_flat
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
-from tune_digits.models import create_model
+from tune_digits.models import model_from_config
 from tune_digits.train import predict_proba
 
 AUDIO_SUFFIXES = (".wav",)
@@ -59,19 +59,7 @@ class Prediction:
 
 def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
     """The untrained model ``cfg.model`` describes, for inputs (B, *input_shape)."""
-    m = cfg.model
-    return create_model(
-        m.name,
-        tuple(input_shape),
-        10,
-        channels=m.channels,
-        kernel_size=m.kernel_size,
-        fc=m.fc,
-        activation=m.activation,
-        batch_norm=m.batch_norm,
-        dropout=m.dropout,
-        pretrained=False,  # the weights come from the checkpoint
-    )
+    return model_from_config(cfg.model, input_shape, pretrained=False)  # the weights come from the checkpoint
 
 
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:

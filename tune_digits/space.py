@@ -165,14 +165,14 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
             raise ConfigError(f"space.{key}: unknown config key{hint}")
         dims.append(parse_dimension(key, spec))
     search = _parse_settings(data.get("search") or {}, source)
-    base = SearchSpace(source, fixed, tuple(dims), search).base_config()  # unknown or invalid fixed keys fail here
+    base = from_flat(fixed)  # unknown or invalid fixed keys fail here
     for dim in dims:
         for value in dim.bounds():
             try:
                 with_values(base, {dim.key: list(value) if isinstance(value, tuple) else value})
             except ConfigError as exc:
                 raise ConfigError(f"space.{dim.key}: the value {value!r} is not allowed ({exc})") from None
-    start = _parse_start(data.get("start"), dims, to_flat(base))
+    start = _parse_start(data.get("start"), dims, base)
     return SearchSpace(source, fixed, tuple(dims), search, start)
 
 
@@ -190,13 +190,14 @@ def contains(dim: Dimension, value: Any) -> bool:
     return dim.q is None or math.isclose(value / dim.q, round(value / dim.q), abs_tol=1e-9)
 
 
-def _parse_start(raw: Any, dims: list[Dimension], base: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+def _parse_start(raw: Any, dims: list[Dimension], base: Config) -> tuple[dict[str, Any], ...]:
     """``start:``: a list of partial points; each is completed from the fixed values and the defaults."""
     if raw is None:
         return ()
     if not isinstance(raw, list) or not all(isinstance(p, dict) or p is None for p in raw):
         raise ConfigError("start: expected a list of mappings, e.g. [{}, {train.batch_size: 128}]")
     by_key = {d.key: d for d in dims}
+    defaults = to_flat(base)
     points = []
     for n, partial in enumerate(raw, 1):
         given = flatten(partial or {})
@@ -207,14 +208,14 @@ def _parse_start(raw: Any, dims: list[Dimension], base: dict[str, Any]) -> tuple
                 raise ConfigError(f"start[{n}].{key}: {value!r} is outside its distribution in space:")
         point = {}
         for dim in dims:
-            value = given.get(dim.key, base.get(dim.key))
+            value = given.get(dim.key, defaults.get(dim.key))
             if not contains(dim, value):
                 raise ConfigError(
                     f"start[{n}].{dim.key}: its fixed or default value {value!r} is outside the space; give one"
                 )
             point[dim.key] = list(value) if isinstance(value, tuple) else value
         try:
-            from_flat({**base, **point})
+            with_values(base, point)
         except ConfigError as exc:
             raise ConfigError(f"start[{n}]: not a valid config ({exc})") from None
         points.append(point)

@@ -26,7 +26,7 @@ from tune_digits.corpus import Catalog, Split, make_split, scan
 from tune_digits.data import FeatureSet, build_features, corpus_stats
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
-from tune_digits.models import count_parameters, create_model
+from tune_digits.models import count_parameters, model_from_config
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
 
@@ -246,18 +246,7 @@ class Trainer:
         self.x_train, self.y_train = _to_device(data.features, data.rows["train"], self.device)
         self.x_val, self.y_val = _to_device(data.features, data.rows["val"], self.device)
         m = cfg.model
-        self.model = create_model(
-            m.name,
-            data.features.shape,
-            10,
-            channels=m.channels,
-            kernel_size=m.kernel_size,
-            fc=m.fc,
-            activation=m.activation,
-            batch_norm=m.batch_norm,
-            dropout=m.dropout,
-            pretrained=m.pretrained,
-        ).to(self.device)
+        self.model = model_from_config(m, data.features.shape).to(self.device)
         if channels_last(m.name, m.channels, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = SpecAugment(cfg.augment, cfg.features).to(self.device)

@@ -13,10 +13,11 @@ import difflib
 
 from torch import nn
 
+from tune_digits.config import ModelConfig
 from tune_digits.errors import ConfigError
 from tune_digits.models.lenet import LeNet5, validate_common
 
-__all__ = ["LISTED_TIMM", "LeNet5", "count_parameters", "create_model", "list_models"]
+__all__ = ["LISTED_TIMM", "LeNet5", "count_parameters", "create_model", "list_models", "model_from_config"]
 
 # timm backbones known to build and run on 1-channel spectrograms from (1, 40, 101) upwards.
 LISTED_TIMM: tuple[str, ...] = (
@@ -94,3 +95,24 @@ def _unknown_model(name: object) -> ConfigError:
     if matches:
         return ConfigError(f"unknown model {name!r}; closest matches: {', '.join(matches)}")
     return ConfigError(f"unknown model {name!r}; known-good models: {', '.join(list_models())}")
+
+
+def model_from_config(
+    m: ModelConfig, input_shape: tuple[int, int, int], *, pretrained: bool | None = None
+) -> nn.Module:
+    """The untrained 10-class model a ``model:`` config section describes, for inputs (B, *input_shape).
+
+    ``pretrained`` overrides ``m.pretrained`` (loading a checkpoint needs no downloaded weights).
+    """
+    return create_model(
+        m.name,
+        tuple(input_shape),
+        10,
+        channels=m.channels,
+        kernel_size=m.kernel_size,
+        fc=m.fc,
+        activation=m.activation,
+        batch_norm=m.batch_norm,
+        dropout=m.dropout,
+        pretrained=m.pretrained if pretrained is None else pretrained,
+    )
