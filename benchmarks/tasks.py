@@ -57,7 +57,7 @@ def _train_files(cfg, limit: int | None) -> tuple[list[Path], list[int]]:
 
     catalog = scan(cfg.data.root)
     d = cfg.data
-    split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed)
+    split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed, d.val_clips)
     digit = {catalog.rel(r): r.digit for r in catalog.recordings}
     files = list(split.train[:limit] if limit else split.train)
     return [catalog.root / f for f in files], [digit[f] for f in files]

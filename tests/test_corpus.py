@@ -11,8 +11,9 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tune_digits.config import from_flat
 from tune_digits.corpus import BECKER_GROUPS, Catalog, Recording, make_split, parse_name, save_split, scan
-from tune_digits.errors import DataError
+from tune_digits.errors import ConfigError, DataError
 
 FAKE_ROOT = Path("/nonexistent/corpus")
 
@@ -272,6 +273,42 @@ def test_loso_properties(speakers: list[str], seed: int, data: st.DataObject) ->
     assert len(val) == 1 and held not in val
     assert held not in speakers_of(set(split.train)) and not (val & speakers_of(set(split.train)))
     assert make_split(cat, f"loso:{held}", seed=seed) == split
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    speakers=speaker_lists,
+    per=st.integers(2, 20),
+    share=st.floats(0.05, 0.5),
+    seed=st.integers(0, 1000),
+    data=st.data(),
+)
+def test_val_clips_trains_on_every_speaker_but_the_test_ones(
+    speakers: list[str], per: int, share: float, seed: int, data: st.DataObject
+) -> None:
+    cat = fake_catalog(speakers, per)
+    held = data.draw(st.sampled_from(speakers))
+    split = make_split(cat, f"loso:{held}", seed=seed, val_clips=share)
+    assert_partition(cat, split)
+    assert speakers_of(set(split.test)) == {held}
+    others = set(speakers) - {held}
+    assert speakers_of(set(split.train)) == others == speakers_of(set(split.val))  # one more voice trains
+    for speaker in others:  # each training speaker lends its share of clips to validation
+        n_val = sum(speakers_of({f}) == {speaker} for f in split.val)
+        assert n_val == max(1, round(share * per))
+    assert make_split(cat, f"loso:{held}", seed=seed, val_clips=share) == split
+
+
+def test_val_clips_applies_to_speaker_splits_only() -> None:
+    cat = fake_catalog(["a", "b", "c", "d", "e"], 10)
+    for spec in ("speakers", "loso:c"):
+        split = make_split(cat, spec, val_clips=0.2)
+        assert speakers_of(set(split.val)) == speakers_of(set(split.train))
+        assert not speakers_of(set(split.test)) & speakers_of(set(split.train))
+    official = fake_catalog(["a", "b", "c"], 12)  # clip indices 0-4 test, 5-9 val, 10-11 train
+    assert make_split(official, "fsdd-official", val_clips=0.2) == make_split(official, "fsdd-official")
+    with pytest.raises(ConfigError, match="data.val_clips"):
+        from_flat({"data.val_clips": 1.0})
 
 
 def test_loso_unknown_speaker() -> None:

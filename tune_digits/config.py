@@ -27,11 +27,15 @@ class DataConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     split_seed: int = 0
+    # > 0: speaker splits (becker, speakers, loso) train on their validation speakers too and validate on
+    # this share of every training speaker's clips; 0 = whole speakers validate. Other splits ignore it.
+    val_clips: float = 0.0
     strict: bool = False  # unreadable recordings are errors instead of counted skips
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)", self.val_fraction)
         _check(0.0 <= self.test_fraction < 1.0, "data.test_fraction", "must be in [0, 1)", self.test_fraction)
+        _check(0.0 <= self.val_clips < 1.0, "data.val_clips", "must be in [0, 1)", self.val_clips)
         _check(
             self.val_fraction + self.test_fraction < 1.0,
             "data.test_fraction",

@@ -141,9 +141,19 @@ class Split:
 
 
 def make_split(
-    catalog: Catalog, spec: str, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+    catalog: Catalog,
+    spec: str,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    val_clips: float = 0.0,
 ) -> Split:
-    """Resolve a split spec into file lists. Speaker-disjoint unless the spec says otherwise."""
+    """Resolve a split spec into file lists. Speaker-disjoint unless the spec says otherwise.
+
+    ``val_clips`` > 0 changes the speaker splits (becker, speakers, loso): their validation speakers
+    train too, and ``val_clips`` of every training speaker's clips validate instead. The test
+    speakers stay unheard; training sees one more voice (on FSDD's five, four instead of three).
+    """
     if spec.endswith(".json"):
         return load_split(catalog, Path(spec))
     name, _, arg = spec.partition(":")
@@ -165,6 +175,8 @@ def make_split(
         raise DataError(
             f"unknown split {spec!r}; use becker:0..4, speakers, loso:SPEAKER, fsdd-official, random or a split.json"
         )
+    if val_clips > 0 and name in ("becker", "speakers", "loso"):
+        parts = _validate_on_clips(catalog, parts, val_clips, seed)
     split = Split(
         spec,
         tuple(catalog.rel(r) for r, p in zip(recs, parts, strict=True) if p == "train"),
@@ -216,6 +228,23 @@ def _loso(catalog: Catalog, speaker: str, seed: int) -> list[str]:
         raise DataError(f"split loso:{speaker} needs at least 3 speakers in {catalog.root}")
     val = random.Random(seed).choice(others)
     return ["test" if r.speaker == speaker else "val" if r.speaker == val else "train" for r in catalog.recordings]
+
+
+def _validate_on_clips(catalog: Catalog, parts: list[str], share: float, seed: int) -> list[str]:
+    """Move the validation speakers into training, then ``share`` of each training speaker's clips
+    (at least one, seeded) into validation."""
+    parts = ["train" if p == "val" else p for p in parts]
+    by_speaker: dict[str, list[int]] = {}
+    for i, (rec, part) in enumerate(zip(catalog.recordings, parts, strict=True)):
+        if part == "train":
+            by_speaker.setdefault(rec.speaker, []).append(i)
+    rng = random.Random(seed)
+    for speaker in sorted(by_speaker):
+        rows = by_speaker[speaker]
+        rng.shuffle(rows)
+        for i in rows[: max(1, round(share * len(rows)))]:
+            parts[i] = "val"
+    return parts
 
 
 def _random(n: int, val_fraction: float, test_fraction: float, seed: int) -> list[str]:

@@ -88,7 +88,8 @@ def data_root(cfg: Config) -> Path:
 def prepare(cfg: Config, *, progress: bool = False) -> Prepared:
     """Scan the corpus, resolve the split and open (or build) the feature cache."""
     catalog = scan(data_root(cfg))
-    split = make_split(catalog, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    d = cfg.data
+    split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed, d.val_clips)
     fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
     rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
     for part, found in rows.items():
