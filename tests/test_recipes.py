@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,13 @@ def test_search_spaces_start_from_the_presets(name: str) -> None:
     space = load_space(REPO / SPACE_OF[name])
     searched = {d.key for d in space.dims}
     preset = preset_values(name)
+    first = space.start[0] if space.start else {}
     for key, value in preset.items():
-        if key not in searched:
+        if key.startswith("data."):  # how to validate is the search's own choice: whole speakers
+            assert key not in space.fixed, key
+        elif key in searched:
+            assert not first or first[key] == (list(value) if isinstance(value, tuple) else value), key
+        else:
             assert space.fixed.get(key) == value, key
     base = space.base_config()
     assert base.augment.freq_warp == preset["augment.freq_warp"]
@@ -144,5 +150,8 @@ def test_cli_preset(tmp_path: Path, tmp_cache: Path) -> None:
     cfg = load_config(out / "config.yaml")
     assert cfg.augment.mixup == 0.7 and cfg.train.epochs == 1
     assert cfg.augment.freq_warp == preset_values("lenet5")["augment.freq_warp"]
+    split = json.loads((out / "split.json").read_text())
+    voices = {part: {Path(f).stem.split("_")[1] for f in split[part]} for part in ("train", "val", "test")}
+    assert cfg.data.val_clips > 0 and voices["val"] == voices["train"] == {"s0", "s1", "s2"} - voices["test"]
     bad = runner.invoke(app, ["train", "--preset", "nope", "--data", str(root), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "presets: " in bad.stderr and "lenet5" in bad.stderr
