@@ -175,6 +175,7 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # cosine | onecycle | constant
     label_smoothing: float = 0.0
+    ema: float = 0.0  # per-step decay of a weight average that is validated and kept; 0 = off
     patience: int = 0  # epochs without val_f1 gain before stopping; 0 = never
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -194,6 +195,7 @@ class TrainConfig:
             self.schedule,
         )
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)", self.label_smoothing)
+        _check(0 <= self.ema < 1, "train.ema", "must be in [0, 1) (e.g. 0.999; 0 = off)", self.ema)
         _check(self.patience >= 0, "train.patience", "must be >= 0", self.patience)
         _check(self.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda", self.device)
         _check(self.threads >= 0, "train.threads", "must be >= 0", self.threads)
