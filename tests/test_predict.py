@@ -13,13 +13,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tune_digits.checkpoint import save_checkpoint
 from tune_digits.cli import app
-from tune_digits.config import load_config
+from tune_digits.config import load_config, to_flat
 from tune_digits.corpus import scan
 from tune_digits.data import build_features
 from tune_digits.demo import demo_root
 from tune_digits.errors import UserError
-from tune_digits.inference import collect_audio, featurize, load_model, predict_files
+from tune_digits.features import spectrogram_shape
+from tune_digits.inference import build_model, collect_audio, ensemble_proba, featurize, load_model, predict_files
 from tune_digits.run import train_run
 from tune_digits.train import predict_proba
 
@@ -72,6 +74,54 @@ def test_predict_table_and_warnings(attempt: Path, tmp_path: Path) -> None:
     assert "1 non-audio files skipped" in result.output and "1 unreadable recordings skipped" in result.output
     missing = runner.invoke(app, ["predict", "--model", str(attempt), str(tmp_path / "nope.wav")])
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
+
+
+def _untrained_model(path: Path, overrides: list[str], seed: int) -> Path:
+    """A model.pt of a randomly initialised model (no training needed to test how predictions combine)."""
+    cfg = load_config(None, overrides)
+    shape = spectrogram_shape(cfg.audio, cfg.features)
+    torch.manual_seed(seed)
+    model = build_model(cfg, shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model.state_dict(), to_flat(cfg), {"input_shape": list(shape), "norm": [0.0, 1.0]})
+    return path
+
+
+def test_an_ensemble_averages_models_that_take_different_images(tmp_path: Path) -> None:
+    """A 40 x 63 and a 64 x 126 model: each is fed its own features, and the probabilities are averaged."""
+    a = load_model(_untrained_model(tmp_path / "a" / "model.pt", [], seed=1))
+    b = load_model(_untrained_model(tmp_path / "b" / "model.pt", ["features.n_mels=64", "features.hop_length=64"], 2))
+    assert a.input_shape != b.input_shape
+    files = sorted(demo_root().glob("*_0.wav"))[:12]
+    proba, ok, errors = ensemble_proba([a, b], files)
+    assert ok == files and errors == [] and proba.shape == (12, 10)
+    singles = [predict_proba(m.model, featurize(files, m.cfg)[0], m.cfg.features.normalize, m.norm) for m in (a, b)]
+    assert torch.allclose(proba, (singles[0] + singles[1]) / 2, atol=1e-6)
+    assert not torch.allclose(proba, singles[0], atol=1e-3)  # the second model counts
+    preds = predict_files([a, b], files, errors=[])
+    assert [p.digit for p in preds] == proba.argmax(dim=1).tolist()
+    assert np.allclose([p.probability for p in preds], proba.max(dim=1).values.numpy())
+    assert predict_files([a], files) == predict_files(a, files)  # one model in a list is that model
+
+
+def test_predict_cli_with_two_models(tmp_path: Path) -> None:
+    a = _untrained_model(tmp_path / "a" / "model.pt", [], seed=1)
+    b = _untrained_model(tmp_path / "b" / "model.pt", ["features.n_mels=64", "features.hop_length=64"], seed=2)
+    files = sorted(demo_root().glob("*_1.wav"))[:6]
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app, ["predict", "--model", str(a), "--model", str(b.parent), *map(str, files), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    want = predict_files([load_model(a), load_model(b)], files)
+    got = _rows(out)
+    assert [Path(r["file"]).name for r in got] == [f.name for f in files]
+    assert [int(r["digit"]) for r in got] == [p.digit for p in want]
+    assert np.allclose([float(r["probability"]) for r in got], [p.probability for p in want], atol=1e-4)
+    table = runner.invoke(app, ["predict", "--model", str(a), "--model", str(b), str(files[0])])
+    assert table.exit_code == 0 and "mean of" in table.output
+    missing = runner.invoke(app, ["predict", "--model", str(a), "--model", str(tmp_path / "gone.pt"), str(files[0])])
+    assert missing.exit_code == 2 and "not found" in missing.output
 
 
 def test_onnx_export_matches_pytorch(attempt: Path) -> None:

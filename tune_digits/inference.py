@@ -5,7 +5,8 @@ training-set normalisation), so :func:`load_model` rebuilds the model without th
 the corpus or the feature cache. :func:`featurize` turns recordings into the same float16
 log-mel images the feature cache holds (for the bilateral variant the filter runs on the
 float16-rounded raw image, as the cache derives it), and :func:`predict_files` normalises
-them as in training and returns a digit and its probability per file.
+them as in training and returns a digit and its probability per file; given several models it
+averages their probabilities (:func:`ensemble_proba`, each model fed as its own config says).
 
 :func:`export_onnx` writes the model, with its normalisation and softmax, as ONNX
 (input ``features`` (B, 1, F, T) float32 dB, output ``probabilities`` (B, 10)) and checks
@@ -152,29 +153,51 @@ def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[
     return torch.from_numpy(spec.astype(np.float32))[:, None], ok, errors
 
 
-def predict_tensor(loaded: LoadedModel, x: torch.Tensor) -> tuple[list[int], list[float]]:
-    """Digits and their probabilities for (N, 1, F, T) dB images."""
-    if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
-        raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit the model's {loaded.input_shape}")
-    proba = predict_proba(loaded.model, x, loaded.cfg.features.normalize, loaded.norm).cpu()
-    best = proba.max(dim=1)
-    return best.indices.tolist(), best.values.tolist()
+def ensemble_proba(
+    models: Sequence[LoadedModel], paths: list[str | Path]
+) -> tuple[torch.Tensor, list[Path], list[str]]:
+    """The mean of the models' class probabilities for ``paths``: ``(proba (N, 10), ok_paths, errors)``.
+
+    Each model sees the recordings as its own config featurises them (LeNet-5 on 40 x 63 and a
+    timm model on 64 x 126 images can be averaged); recordings that share a config are decoded once.
+    """
+    if not models:
+        raise ValueError("ensemble_proba needs at least one model")
+    cached: dict[str, tuple[torch.Tensor, list[Path], list[str]]] = {}
+    total: torch.Tensor | None = None
+    ok: list[Path] = []
+    errors: list[str] = []
+    for loaded in models:
+        cfg = loaded.cfg
+        key = repr((cfg.audio, cfg.features, cfg.bilateral if cfg.features.variant == "bilateral" else None))
+        if key not in cached:
+            cached[key] = featurize(paths, cfg)
+        x, ok, errors = cached[key]  # which files decode depends on the file, not on the features
+        if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
+            raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit {loaded.path}'s {loaded.input_shape}")
+        proba = predict_proba(loaded.model, x, cfg.features.normalize, loaded.norm).cpu()
+        total = proba if total is None else total + proba
+    assert total is not None
+    return total / len(models), ok, errors
 
 
-def predict_files(loaded: LoadedModel, paths: list[str | Path], *, errors: list[str] | None = None) -> list[Prediction]:
-    """One :class:`Prediction` per readable file, in order.
+def predict_files(
+    loaded: LoadedModel | Sequence[LoadedModel], paths: list[str | Path], *, errors: list[str] | None = None
+) -> list[Prediction]:
+    """One :class:`Prediction` per readable file, in order; several models predict together (mean probability).
 
     Unreadable files are left out and their one-line reasons appended to ``errors``
     (a warning each when ``errors`` is None).
     """
-    x, ok, bad = featurize(paths, loaded.cfg)
+    models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
+    proba, ok, bad = ensemble_proba(models, paths)
     if errors is not None:
         errors.extend(bad)
     else:
         for line in bad:
             warnings.warn(f"skipped unreadable recording {line}", stacklevel=2)
-    digits, probs = predict_tensor(loaded, x)
-    return [Prediction(str(p), d, float(q)) for p, d, q in zip(ok, digits, probs, strict=True)]
+    best = proba.max(dim=1)
+    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(ok, best.indices, best.values, strict=True)]
 
 
 class _Probabilities(nn.Module):

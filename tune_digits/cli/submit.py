@@ -155,10 +155,17 @@ def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
 @user_errors
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Recordings or folders of *.wav files (searched recursively).")],
-    model: Annotated[Path, typer.Option("--model", help="A model.pt or a folder holding one (submissions/attempt-N).")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model",
+            help="A model.pt or a folder holding one (submissions/attempt-N); repeat it to average several models' "
+            "probabilities (an ensemble, e.g. a LeNet-5 and a Model B run).",
+        ),
+    ],
     out_csv: Annotated[Optional[Path], typer.Option("--out", help="Write file,digit,probability to this CSV.")] = None,
 ) -> None:
-    """Predict the digit spoken in each recording with a saved model."""
+    """Predict the digit spoken in each recording with a saved model (or the mean of several)."""
     from dataclasses import replace
 
     from tune_digits.errors import UserError
@@ -167,12 +174,12 @@ def predict(
     if out_csv is not None and (out_csv.is_dir() or not out_csv.parent.is_dir()):
         problem = "is a folder" if out_csv.is_dir() else f"cannot be written: no folder {out_csv.parent}"
         raise UserError(f"--out {out_csv} {problem}; pass a CSV file name in an existing folder")
-    loaded = load_model(model)
+    models = [load_model(m) for m in model]
     audio, other = collect_audio(list(inputs))
     if other:
         _say(f"warning: {len(other)} non-audio files skipped (first: {relative_name(other[0], inputs)})")
     errors: list[str] = []
-    preds = predict_files(loaded, audio, errors=errors)
+    preds = predict_files(models, audio, errors=errors)
     if errors:
         _say(f"warning: {len(errors)} unreadable recordings skipped (first: {errors[0]})")
     if not preds:
@@ -185,7 +192,8 @@ def predict(
             raise UserError(f"--out {out_csv} cannot be written ({exc.strerror or exc})") from None
         out.print(f"{len(preds)} predictions written to {out_csv}", highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"{loaded.cfg.model.name} · {loaded.path}")
+    title = " + ".join(f"{m.cfg.model.name} · {m.path}" for m in models)
+    table = Table(title=title if len(models) == 1 else f"mean of {title}")
     table.add_column("file", overflow="fold")
     table.add_column("digit", justify="right")
     table.add_column("probability", justify="right")
