@@ -51,6 +51,30 @@ def test_overrides_win_over_the_preset(tmp_path: Path) -> None:
     assert cfg.augment.freq_warp == preset_values("lenet5")["augment.freq_warp"]
 
 
+def test_a_preset_extends_another() -> None:
+    base, wide = preset_values("lenet5"), preset_values("lenet5-wide")
+    assert wide["model.channels"] == [32, 64] and base["model.channels"] == [16, 32]
+    assert {k: v for k, v in wide.items() if k != "model.channels"} == {
+        k: v for k, v in base.items() if k != "model.channels"
+    }
+    assert load_config(preset="lenet5-wide").model.channels == (32, 64)
+
+
+def test_preset_extends_loops_and_unknown_bases_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tune_digits import config
+
+    (tmp_path / "a.yaml").write_text("extends: b\ntrain:\n  lr: 0.1\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("extends: a\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("extends: nope\n", encoding="utf-8")
+    (tmp_path / "d.yaml").write_text("extends: d\n", encoding="utf-8")
+    monkeypatch.setattr(config, "PRESETS_DIR", tmp_path)
+    for name in ("a", "d"):
+        with pytest.raises(ConfigError, match="extends must name another preset, without a loop"):
+            preset_values(name)
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset_values("c")
+
+
 def test_unknown_preset_lists_the_presets() -> None:
     with pytest.raises(ConfigError, match=r"unknown preset 'lenet6'; presets: .*lenet5.*model-b"):
         load_config(preset="lenet6")

@@ -385,15 +385,26 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The dotted settings of preset ``name``; an unknown name is a one-line error listing the presets."""
+def preset_values(name: str, _within: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The dotted settings of preset ``name``; an unknown name is a one-line error listing the presets.
+
+    A preset may start from another one (``extends: lenet5``) and list only what it changes.
+    """
     path = PRESETS_DIR / f"{name}.yaml"
     if name not in list_presets():
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(list_presets()) or 'none'}")
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections")
-    return flatten(data)
+    data = dict(data)
+    base = data.pop("extends", None)
+    values: dict[str, Any] = {}
+    if base is not None:
+        if not isinstance(base, str) or base in (*_within, name):
+            raise ConfigError(f"{path}: extends must name another preset, without a loop (got {base!r})")
+        values = preset_values(base, (*_within, name))
+    values.update(flatten(data))
+    return values
 
 
 def load_config(
