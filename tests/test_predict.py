@@ -104,6 +104,25 @@ def test_an_ensemble_averages_models_that_take_different_images(tmp_path: Path) 
     assert predict_files([a], files) == predict_files(a, files)  # one model in a list is that model
 
 
+def test_an_ensemble_refuses_models_that_read_different_recordings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tune_digits.inference as inference
+
+    a = load_model(_untrained_model(tmp_path / "a" / "model.pt", [], seed=1))
+    b = load_model(_untrained_model(tmp_path / "b" / "model.pt", ["features.n_mels=64", "features.hop_length=64"], 2))
+    files = sorted(demo_root().glob("*_0.wav"))[:3]
+    real = inference.featurize
+
+    def drops_one_at_64_bands(paths, cfg):  # as if one model's decoding failed where the other's did not
+        x, ok, errors = real(paths, cfg)
+        return (x[1:], ok[1:], [*errors, "gone"]) if cfg.features.n_mels == 64 else (x, ok, errors)
+
+    monkeypatch.setattr(inference, "featurize", drops_one_at_64_bands)
+    with pytest.raises(UserError, match="cannot read the same recordings as"):
+        ensemble_proba([a, b], files)
+
+
 def test_predict_cli_with_two_models(tmp_path: Path) -> None:
     a = _untrained_model(tmp_path / "a" / "model.pt", [], seed=1)
     b = _untrained_model(tmp_path / "b" / "model.pt", ["features.n_mels=64", "features.hop_length=64"], seed=2)

@@ -396,7 +396,6 @@ def preset_values(name: str, _within: tuple[str, ...] = ()) -> dict[str, Any]:
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections")
-    data = dict(data)
     base = data.pop("extends", None)
     values: dict[str, Any] = {}
     if base is not None:

@@ -165,14 +165,18 @@ def ensemble_proba(
         raise ValueError("ensemble_proba needs at least one model")
     cached: dict[str, tuple[torch.Tensor, list[Path], list[str]]] = {}
     total: torch.Tensor | None = None
-    ok: list[Path] = []
-    errors: list[str] = []
+    first_ok: list[Path] | None = None
     for loaded in models:
         cfg = loaded.cfg
         key = repr((cfg.audio, cfg.features, cfg.bilateral if cfg.features.variant == "bilateral" else None))
         if key not in cached:
             cached[key] = featurize(paths, cfg)
-        x, ok, errors = cached[key]  # which files decode depends on the file, not on the features
+        x, ok, errors = cached[key]
+        first_ok = ok if first_ok is None else first_ok
+        if ok != first_ok:
+            raise UserError(
+                f"{loaded.path} cannot read the same recordings as {models[0].path}; predict with each alone"
+            )
         if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
             raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit {loaded.path}'s {loaded.input_shape}")
         proba = predict_proba(loaded.model, x, cfg.features.normalize, loaded.norm).cpu()
