@@ -11,8 +11,10 @@ import timm
 import torch
 from torch import nn
 
+from tune_digits.config import ModelConfig
 from tune_digits.errors import ConfigError
 from tune_digits.models import LISTED_TIMM, count_parameters, create_model, list_models
+from tune_digits.models.cepstral import smoothing_matrix
 from tune_digits.models.timm_backbone import TimmBackbone, min_input_side
 
 torch.set_num_threads(2)
@@ -221,3 +223,40 @@ def test_count_parameters() -> None:
     assert n == sum(p.numel() for p in model.parameters())
     assert 10_000 < n < 2_000_000
     assert count_parameters(create_model("lenet5", (1, 40, 101))) < n
+
+
+def test_cepstral_smoothing_is_a_projection_that_keeps_the_envelope() -> None:
+    p = smoothing_matrix(40, 13)
+    torch.testing.assert_close(p, p.T)
+    torch.testing.assert_close(p @ p, p, atol=1e-5, rtol=0)  # smoothing twice = smoothing once
+    torch.testing.assert_close(p @ torch.ones(40), torch.ones(40), atol=1e-5, rtol=0)  # a flat spectrum stays
+    torch.testing.assert_close(smoothing_matrix(40, 40), torch.eye(40), atol=1e-5, rtol=0)
+    bins = torch.arange(40, dtype=torch.float32)
+    envelope = 10 * torch.cos(torch.pi * (bins + 0.5) * 3 / 40)  # cepstral coefficient 3: a formant-like shape
+    ripple = 4 * torch.cos(torch.pi * (bins + 0.5) * 30 / 40)  # coefficient 30: a harmonic comb
+    torch.testing.assert_close(p @ (envelope + ripple), envelope, atol=1e-4, rtol=0)
+    torch.testing.assert_close(smoothing_matrix(40, 31) @ ripple, ripple, atol=1e-4, rtol=0)  # kept from lifter 31
+
+
+def test_lifter_puts_a_parameter_free_smoothing_in_front_of_any_model() -> None:
+    torch.manual_seed(0)
+    plain = create_model("lenet5", (1, 40, 63))
+    torch.manual_seed(0)
+    smoothed = create_model("lenet5", (1, 40, 63), lifter=13)
+    assert count_parameters(smoothed) == count_parameters(plain)
+    assert (smoothed.tune_digits_name, smoothed.input_shape) == ("lenet5", (1, 40, 63))
+    x = torch.randn(3, 1, 40, 63)
+    p = smoothing_matrix(40, 13)
+    with torch.no_grad():
+        smoothed.eval(), plain.eval()
+        torch.testing.assert_close(smoothed(x), plain(torch.einsum("gf,bcft->bcgt", p, x)))
+        assert not torch.allclose(smoothed(x), plain(x), atol=1e-4)
+    assert _forward(create_model("resnet18", (1, 64, 126), lifter=20), (1, 64, 126)).shape == (2, 10)
+
+
+def test_lifter_beyond_the_mel_bands_is_a_one_line_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model.lifter: must be in \[1, 40\]") as info:
+        create_model("lenet5", (1, 40, 63), lifter=41)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="model.lifter"):
+        ModelConfig(lifter=-1)

@@ -22,6 +22,7 @@ from tune_digits.demo import demo_root
 from tune_digits.errors import UserError
 from tune_digits.features import spectrogram_shape
 from tune_digits.inference import build_model, collect_audio, ensemble_proba, featurize, load_model, predict_files
+from tune_digits.models.cepstral import Smoothed
 from tune_digits.run import train_run
 from tune_digits.train import predict_proba
 
@@ -208,3 +209,16 @@ def test_onnx_without_its_packages_fails_cleanly(tmp_path: Path, monkeypatch: py
     assert result.exit_code == 2
     assert "--onnx needs the onnx packages (onnxruntime is missing)" in result.output
     assert not subs.exists()
+
+
+def test_a_smoothed_model_round_trips_through_its_checkpoint(tmp_path: Path) -> None:
+    """model.lifter is rebuilt from the checkpoint's config: the loaded model smooths as the saved one did."""
+    path = _untrained_model(tmp_path / "s" / "model.pt", ["model.lifter=13"], seed=3)
+    loaded = load_model(path)
+    assert isinstance(loaded.model, Smoothed) and loaded.model.smooth.keep == 13
+    files = sorted(demo_root().glob("*_2.wav"))[:5]
+    x = featurize(files, loaded.cfg)[0]
+    torch.manual_seed(3)
+    saved = build_model(loaded.cfg, loaded.input_shape).eval()
+    want = predict_proba(saved, x, loaded.cfg.features.normalize, loaded.norm)
+    torch.testing.assert_close(ensemble_proba([loaded], files)[0], want)

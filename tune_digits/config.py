@@ -145,6 +145,9 @@ class ModelConfig:
     batch_norm: bool = True  # lenet5
     dropout: float = 0.0  # lenet5 before each hidden fc; timm drop_rate
     pretrained: bool = False  # timm: only when the weights are already on disk
+    # > 0: the network reads each frame's log-mel spectrum smoothed to its first `lifter` cepstral coefficients
+    # (the envelope: formants, not the speaker's pitch harmonics); 0 = off. Any model; no parameters.
+    lifter: int = 0
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name", "must not be empty", self.name)
@@ -163,6 +166,7 @@ class ModelConfig:
             self.activation,
         )
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
+        _check(self.lifter >= 0, "model.lifter", "must be >= 0 (0 = off)", self.lifter)
 
 
 @dataclass(frozen=True)

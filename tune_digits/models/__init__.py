@@ -15,6 +15,7 @@ from torch import nn
 
 from tune_digits.config import ModelConfig
 from tune_digits.errors import ConfigError
+from tune_digits.models.cepstral import Smoothed
 from tune_digits.models.lenet import LeNet5, validate_common
 
 __all__ = ["LISTED_TIMM", "LeNet5", "count_parameters", "create_model", "list_models", "model_from_config"]
@@ -47,11 +48,14 @@ def create_model(
     batch_norm: bool = True,
     dropout: float = 0.0,
     pretrained: bool = False,
+    lifter: int = 0,
 ) -> nn.Module:
     """Build model ``name`` for inputs (B, *input_shape); its output is logits (B, num_classes).
 
     Raises ConfigError for an unknown name (listing the closest matches), an invalid setting,
     or pretrained weights that are not already on disk. Nothing is ever downloaded.
+    ``lifter`` > 0 puts :class:`~tune_digits.models.cepstral.CepstralSmoothing` in front (keep that many
+    cepstral coefficients of every frame); the smoothing has no parameters.
     """
     validate_common(input_shape, num_classes, dropout)
     input_shape = tuple(input_shape)
@@ -74,6 +78,8 @@ def create_model(
         model = create_timm_model(name, input_shape, num_classes, float(dropout), bool(pretrained))
     else:
         raise _unknown_model(name)
+    if lifter:
+        model = Smoothed(model, input_shape[1], int(lifter))
     model.tune_digits_name = name
     model.input_shape = input_shape
     return model
@@ -115,4 +121,5 @@ def model_from_config(
         batch_norm=m.batch_norm,
         dropout=m.dropout,
         pretrained=m.pretrained if pretrained is None else pretrained,
+        lifter=m.lifter,
     )
