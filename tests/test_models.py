@@ -15,6 +15,7 @@ from tune_digits.config import ModelConfig
 from tune_digits.errors import ConfigError
 from tune_digits.models import LISTED_TIMM, count_parameters, create_model, list_models
 from tune_digits.models.cepstral import smoothing_matrix
+from tune_digits.models.resnet_cifar import DEPTHS, BasicBlock
 from tune_digits.models.timm_backbone import TimmBackbone, min_input_side
 
 torch.set_num_threads(2)
@@ -35,8 +36,10 @@ def _first_linear(model: nn.Module) -> nn.Linear:
 def test_list_models_is_lenet5_and_known_timm_names() -> None:
     names = list_models()
     assert names[0] == "lenet5"
-    assert names[1:] == list(LISTED_TIMM)
+    assert names[1:5] == list(DEPTHS) == ["resnet20", "resnet32", "resnet44", "resnet56"]
+    assert names[5:] == list(LISTED_TIMM)
     assert all(timm.is_model(name) for name in LISTED_TIMM)
+    assert not any(timm.is_model(name) for name in DEPTHS)  # no timm model is shadowed
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -260,3 +263,48 @@ def test_lifter_beyond_the_mel_bands_is_a_one_line_config_error() -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="model.lifter"):
         ModelConfig(lifter=-1)
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "params"), [("resnet20", 9, 0.27e6), ("resnet32", 15, 0.46e6), ("resnet56", 27, 0.85e6)]
+)
+def test_small_image_resnets_keep_the_paper_depths_and_sizes(name: str, blocks: int, params: float) -> None:
+    """He et al.'s table 6: ResNet-20/32/56 have 0.27/0.46/0.85 M parameters (3n basic blocks, 16/32/64 channels)."""
+    model = create_model(name, (1, 40, 63))
+    assert sum(isinstance(m, BasicBlock) for m in model.modules()) == blocks
+    assert abs(count_parameters(model) - params) / params < 0.03
+    x = torch.randn(2, 1, 40, 63)
+    model.eval()
+    with torch.no_grad():
+        assert model.stem(x).shape == (2, 16, 40, 63)  # full resolution into the first stage
+        assert model.blocks(model.stem(x)).shape == (2, 64, 10, 16)  # two stride-2 stages
+        assert model(x).shape == (2, 10)
+
+
+def test_resnet20_learns_a_batch() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet20", (1, 40, 63), dropout=0.1)
+    x, y = torch.randn(16, 1, 40, 63), torch.arange(16) % 10
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pretrained": True}, "model.pretrained: resnet20 has no pretrained weights"),
+        ({"input_shape": (1, 3, 63)}, "halves the input twice, too often for a 3x63 spectrogram"),
+    ],
+)
+def test_small_image_resnet_errors_are_one_line(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        create_model("resnet20", **kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)

@@ -137,7 +137,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "lenet5"  # lenet5 or a timm model name
+    name: str = "lenet5"  # lenet5, resnet20/32/44/56 (small-image ResNets) or a timm model name
     channels: tuple[int, ...] = (6, 16)  # lenet5: conv channels
     kernel_size: int = 5  # lenet5
     fc: tuple[int, ...] = (120, 84)  # lenet5: hidden fully connected sizes

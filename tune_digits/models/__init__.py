@@ -1,7 +1,9 @@
-"""Models for (B, C, F, T) log-mel spectrograms: ``lenet5`` and any timm image model.
+"""Models for (B, C, F, T) log-mel spectrograms: ``lenet5``, small-image ResNets and any timm image model.
 
-``create_model("lenet5", ...)`` builds :class:`~tune_digits.models.lenet.LeNet5`; every other name
-is passed to timm (see :mod:`tune_digits.models.timm_backbone`). The LeNet-only settings
+``create_model("lenet5", ...)`` builds :class:`~tune_digits.models.lenet.LeNet5`; ``resnet20``, ``resnet32``,
+``resnet44`` and ``resnet56`` build He et al.'s ResNets for small images
+(:mod:`tune_digits.models.resnet_cifar`); every other name is passed to timm (see
+:mod:`tune_digits.models.timm_backbone`). The LeNet-only settings
 (``channels``, ``kernel_size``, ``fc``, ``activation``, ``batch_norm``) are ignored for timm models,
 and ``dropout`` becomes timm's ``drop_rate``. Every model returns logits of shape (B, num_classes)
 and carries ``tune_digits_name`` and ``input_shape`` attributes.
@@ -17,6 +19,7 @@ from tune_digits.config import ModelConfig
 from tune_digits.errors import ConfigError
 from tune_digits.models.cepstral import Smoothed
 from tune_digits.models.lenet import LeNet5, validate_common
+from tune_digits.models.resnet_cifar import DEPTHS, CifarResNet
 
 __all__ = ["LISTED_TIMM", "LeNet5", "count_parameters", "create_model", "list_models", "model_from_config"]
 
@@ -32,8 +35,8 @@ LISTED_TIMM: tuple[str, ...] = (
 
 
 def list_models() -> list[str]:
-    """The known-good model names: ``lenet5`` and :data:`LISTED_TIMM`."""
-    return ["lenet5", *LISTED_TIMM]
+    """The known-good model names: ``lenet5``, the small-image ResNets (``resnet20`` ...) and :data:`LISTED_TIMM`."""
+    return ["lenet5", *DEPTHS, *LISTED_TIMM]
 
 
 def create_model(
@@ -72,6 +75,10 @@ def create_model(
             batch_norm=batch_norm,
             dropout=dropout,
         )
+    elif name in DEPTHS:
+        if pretrained:
+            raise ConfigError(f"model.pretrained: {name} has no pretrained weights; use model.pretrained=false")
+        model = CifarResNet(input_shape, num_classes, depth=DEPTHS[name], dropout=dropout)
     elif isinstance(name, str) and name and _timm().is_model(name):
         from tune_digits.models.timm_backbone import create_timm_model  # timm is imported only when used
 
@@ -97,7 +104,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _unknown_model(name: object) -> ConfigError:
-    matches = difflib.get_close_matches(str(name), ["lenet5", *_timm().list_models()], n=5)
+    matches = difflib.get_close_matches(str(name), ["lenet5", *DEPTHS, *_timm().list_models()], n=5)
     if matches:
         return ConfigError(f"unknown model {name!r}; closest matches: {', '.join(matches)}")
     return ConfigError(f"unknown model {name!r}; known-good models: {', '.join(list_models())}")
