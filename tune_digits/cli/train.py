@@ -37,7 +37,10 @@ CvOpt = Annotated[
 ]
 PresetOpt = Annotated[
     Optional[str],
-    typer.Option("--preset", help="Start from a bundled recipe (lenet5, model-b); flags, --config and --set override."),
+    typer.Option(
+        "--preset",
+        help="Start from a bundled recipe (lenet5, lenet5-wide, model-b); flags, --config and --set override.",
+    ),
 ]
 
 
@@ -45,7 +48,8 @@ PresetOpt = Annotated[
 @user_errors
 def train(
     model: Annotated[
-        Optional[str], typer.Option(help="lenet5 or a timm model name (efficientnet_b0, resnet18, ...).")
+        Optional[str],
+        typer.Option(help="lenet5, resnet20 (ResNet for small images) or a timm model name (resnet18, ...)."),
     ] = None,
     data: DataOpt = None,
     variant: Annotated[Optional[str], typer.Option(help="raw or bilateral spectrograms.")] = None,
