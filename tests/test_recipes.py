@@ -40,7 +40,9 @@ def test_presets_are_valid_configs() -> None:
         cfg = load_config(preset=name)
         assert isinstance(cfg, Config) and cfg.augment.enabled
     assert load_config(preset="lenet5").model.name == "lenet5"
-    assert load_config(preset="model-b").model.name in LISTED_TIMM
+    assert load_config(preset="model-b").model.name == "resnet20"  # not LeNet-5: final-eight's Model B
+    assert load_config(preset="model-b").model.lifter > 0
+    assert load_config(preset="model-b-resnet18").model.name in LISTED_TIMM
 
 
 def test_overrides_win_over_the_preset(tmp_path: Path) -> None:

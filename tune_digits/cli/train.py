@@ -39,7 +39,10 @@ PresetOpt = Annotated[
     Optional[str],
     typer.Option(
         "--preset",
-        help="Start from a bundled recipe (lenet5, lenet5-wide, model-b); flags, --config and --set override.",
+        help=(
+            "Start from a bundled recipe (lenet5, lenet5-wide, model-b, model-b-resnet18); "
+            "flags, --config and --set override."
+        ),
     ),
 ]
 
