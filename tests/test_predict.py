@@ -222,3 +222,15 @@ def test_a_smoothed_model_round_trips_through_its_checkpoint(tmp_path: Path) -> 
     saved = build_model(loaded.cfg, loaded.input_shape).eval()
     want = predict_proba(saved, x, loaded.cfg.features.normalize, loaded.norm)
     torch.testing.assert_close(ensemble_proba([loaded], files)[0], want)
+
+
+def test_a_smoothed_resnet20_exports_to_onnx(tmp_path: Path) -> None:
+    """The model-b architecture (cepstral smoothing + ResNet-20) runs the same in onnxruntime as in PyTorch."""
+    pytest.importorskip("onnxruntime")
+    from tune_digits.inference import ONNX_TOLERANCE, export_onnx
+
+    path = _untrained_model(tmp_path / "r" / "model.pt", ["model.name=resnet20", "model.lifter=20"], seed=4)
+    loaded = load_model(path)
+    gap = export_onnx(loaded, tmp_path / "r" / "model.onnx")
+    assert (tmp_path / "r" / "model.onnx").stat().st_size > 0
+    assert gap <= ONNX_TOLERANCE
