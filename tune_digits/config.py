@@ -143,7 +143,7 @@ class ModelConfig:
     fc: tuple[int, ...] = (120, 84)  # lenet5: hidden fully connected sizes
     activation: str = "relu"  # lenet5: relu | tanh | gelu | silu
     batch_norm: bool = True  # lenet5
-    dropout: float = 0.0  # lenet5 before each hidden fc; timm drop_rate
+    dropout: float = 0.0  # lenet5 before each hidden fc; resnet20 before the classifier; timm drop_rate
     pretrained: bool = False  # timm: only when the weights are already on disk
     # > 0: the network reads each frame's log-mel spectrum smoothed to its first `lifter` cepstral coefficients
     # (the envelope: formants, not the speaker's pitch harmonics); 0 = off. Any model; no parameters.

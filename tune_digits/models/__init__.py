@@ -4,9 +4,10 @@
 ``resnet44`` and ``resnet56`` build He et al.'s ResNets for small images
 (:mod:`tune_digits.models.resnet_cifar`); every other name is passed to timm (see
 :mod:`tune_digits.models.timm_backbone`). The LeNet-only settings
-(``channels``, ``kernel_size``, ``fc``, ``activation``, ``batch_norm``) are ignored for timm models,
-and ``dropout`` becomes timm's ``drop_rate``. Every model returns logits of shape (B, num_classes)
-and carries ``tune_digits_name`` and ``input_shape`` attributes.
+(``channels``, ``kernel_size``, ``fc``, ``activation``, ``batch_norm``) are ignored for the other models;
+``dropout`` becomes timm's ``drop_rate`` (for the small-image ResNets: dropout before the classifier).
+Every model returns logits of shape (B, num_classes) and carries ``tune_digits_name`` and ``input_shape``
+attributes.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def create_model(
             batch_norm=batch_norm,
             dropout=dropout,
         )
-    elif name in DEPTHS:
+    elif isinstance(name, str) and name in DEPTHS:
         if pretrained:
             raise ConfigError(f"model.pretrained: {name} has no pretrained weights; use model.pretrained=false")
         model = CifarResNet(input_shape, num_classes, depth=DEPTHS[name], dropout=dropout)
