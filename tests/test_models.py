@@ -154,7 +154,9 @@ def test_unknown_name_lists_close_matches_on_one_line() -> None:
 
 
 def test_unknown_name_without_close_match_lists_known_models() -> None:
-    with pytest.raises(ConfigError, match="known-good models: lenet5, resnet20, resnet32, resnet44, resnet56, efficientnet_b0"):
+    with pytest.raises(
+        ConfigError, match="known-good models: lenet5, resnet20, resnet32, resnet44, resnet56, efficientnet_b0"
+    ):
         create_model("zzzzqqqq")
 
 
