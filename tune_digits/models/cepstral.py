@@ -14,9 +14,8 @@ evaluation, prediction and ONNX export because it is part of the model.
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torchaudio
 from torch import nn
 
 from tune_digits.errors import ConfigError
@@ -26,11 +25,8 @@ def smoothing_matrix(n_bins: int, keep: int) -> torch.Tensor:
     """(n_bins, n_bins) float32 projection that keeps the first ``keep`` DCT-II coefficients of a column."""
     if not 1 <= keep <= n_bins:
         raise ConfigError(f"model.lifter: must be in [1, {n_bins}] (the mel bands), got {keep}; or 0 for off")
-    n = torch.arange(n_bins, dtype=torch.float64)
-    k = torch.arange(keep, dtype=torch.float64)[:, None]
-    dct = torch.cos(math.pi / n_bins * (n + 0.5) * k) * math.sqrt(2.0 / n_bins)  # (keep, n_bins)
-    dct[0] /= math.sqrt(2.0)  # orthonormal rows
-    return (dct.T @ dct).float()
+    dct = torchaudio.functional.create_dct(keep, n_bins, norm="ortho").double()  # (n_bins, keep), as for MFCCs
+    return (dct @ dct.T).float()
 
 
 class CepstralSmoothing(nn.Module):
