@@ -1,9 +1,18 @@
 """Audio front end: the only module that decodes recordings.
 
-Every recording goes through :func:`load_audio`: decode with soundfile (any
-subtype it reads: 16/24/32-bit PCM, float), average the channels to mono,
-resample to the configured rate and centre the clip in a fixed-length window.
-The result is a ``(num_samples,)`` float32 waveform in [-1, 1].
+Every recording goes through :func:`load_audio` (or :func:`load_audio_batch`): decode with
+soundfile (any subtype it reads: 16/24/32-bit PCM, float), average the channels to mono,
+resample to the configured rate and centre the clip in a fixed-length window. The result is a
+``(num_samples,)`` float32 waveform, nominally in [-1, 1].
+
+Only the frames the window keeps are decoded (plus the resampler's reach on both sides), so a
+clip of any length costs the memory of ``num_samples`` output samples, and the result equals
+resampling the whole clip and then cropping it, up to float rounding.
+
+Samples must be finite and at most :data:`MAX_ABS_SAMPLE` in magnitude: PCM decodes to [-1, 1],
+float files may overshoot a little, and float files written from 16-bit integers without scaling
+reach 32768. Larger values come from a broken file, and from about 1e16 on the power spectrum
+overflows float32 and the features become NaN.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ import torchaudio
 
 from tune_digits.errors import DataError
 
+MAX_ABS_SAMPLE = 1e5
 _FIX = "re-export it as a WAV file or remove it from the data folder"
+_BATCH_SAMPLES = 1 << 22  # input samples per resampling call: bounds the zero padding of a batch
 
 
 class AudioReadError(DataError):
@@ -35,17 +46,47 @@ def _decode_reason(exc: Exception) -> str:
     return f"cannot decode ({detail}); {_FIX}"
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to a mono float32 waveform.
+@functools.lru_cache(maxsize=8)
+def _resampler(orig_sr: int, target_sr: int) -> torchaudio.transforms.Resample:
+    """The windowed-sinc kernel is built once per rate pair (half the cost of a call)."""
+    return torchaudio.transforms.Resample(orig_sr, target_sr)
 
-    Returns ``(wave, sample_rate)`` with ``wave`` of shape ``(S,)``; channels are averaged.
-    Raises :class:`AudioReadError` for a missing, empty, truncated or unreadable file.
+
+def _window(frames: int, orig_sr: int, target_sr: int, num_samples: int) -> tuple[int, int, int | None]:
+    """Which input frames the front end needs: ``(first, stop, skip)``.
+
+    ``skip`` is None when the whole clip fits the window (it is padded); otherwise the window
+    starts ``skip`` samples into the resampled frames ``[first, stop)``. ``first`` is a multiple of
+    the resampler's input stride, so the cropped clip resamples onto the same sample grid.
     """
-    path = Path(path)
+    if orig_sr == target_sr:
+        if frames <= num_samples:
+            return 0, frames, None
+        start = (frames - num_samples) // 2  # as fit_length crops
+        return start, start + num_samples, 0
+    length = -(-frames * target_sr // orig_sr)  # the resampled length of the whole clip
+    if length <= num_samples:
+        return 0, frames, None
+    res = _resampler(orig_sr, target_sr)
+    stride, step = orig_sr // res.gcd, target_sr // res.gcd  # input frames per block, output samples per block
+    out_start = (length - num_samples) // 2
+    block = max(0, out_start // step - -(-res.width // stride))
+    last = (out_start + num_samples - 1) // step
+    stop = min(frames, (last + 1) * stride + res.width)
+    return block * stride, stop, out_start - block * step
+
+
+def _decode(path: Path, target: tuple[int, int] | None) -> tuple[np.ndarray, int, int | None]:
+    """Decode ``path`` (all of it, or the part ``target = (sample_rate, num_samples)`` keeps) to mono."""
     if not path.is_file():
         raise AudioReadError(path, "file not found; check the data folder")
     try:
-        data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as fh:
+            orig_sr, frames = int(fh.samplerate), int(fh.frames)
+            first, stop, skip = _window(frames, orig_sr, *target) if target else (0, frames, None)
+            if first:
+                fh.seek(first)
+            data = fh.read(stop - first, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, EOFError) as exc:
         raise AudioReadError(path, _decode_reason(exc)) from None
     if data.shape[0] == 0:
@@ -53,7 +94,23 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wave).all():
         raise AudioReadError(path, f"contains NaN or infinite samples; {_FIX}")
-    return np.ascontiguousarray(wave, dtype=np.float32), int(sample_rate)
+    peak = float(np.abs(wave).max())
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioReadError(
+            path, f"has samples up to {peak:.3g}, far outside [-1, 1] (at most {MAX_ABS_SAMPLE:g} is read); {_FIX}"
+        )
+    return np.ascontiguousarray(wave, dtype=np.float32), orig_sr, skip
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode all of ``path`` to a mono float32 waveform.
+
+    Returns ``(wave, sample_rate)`` with ``wave`` of shape ``(S,)``; channels are averaged.
+    Raises :class:`AudioReadError` for a missing, empty, truncated or unreadable file, and for
+    non-finite samples or samples beyond :data:`MAX_ABS_SAMPLE`.
+    """
+    wave, sample_rate, _ = _decode(Path(path), None)
+    return wave, sample_rate
 
 
 def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
@@ -76,12 +133,6 @@ def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
     return np.array(wave[start : start + num_samples], dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _resampler(orig_sr: int, target_sr: int) -> torchaudio.transforms.Resample:
-    """The windowed-sinc kernel is built once per rate pair (half the cost of a call)."""
-    return torchaudio.transforms.Resample(orig_sr, target_sr)
-
-
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Band-limited resampling of a (S,) wave with torchaudio; identity when the rates match.
 
@@ -96,10 +147,26 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return out.numpy()
 
 
+def _place(resampled: np.ndarray, skip: int | None, num_samples: int) -> np.ndarray:
+    """The window of a resampled (cropped) clip, as :func:`fit_length` of the whole clip gives it."""
+    return fit_length(resampled if skip is None else resampled[skip : skip + num_samples], num_samples)
+
+
 def load_audio(path: str | Path, sample_rate: int, num_samples: int) -> np.ndarray:
     """Read, resample to ``sample_rate`` and centre in ``num_samples``: a ``(num_samples,)`` float32 wave."""
-    wave, orig_sr = read_audio(path)
-    return fit_length(resample(wave, orig_sr, sample_rate), num_samples)
+    wave, orig_sr, skip = _decode(Path(path), (sample_rate, num_samples))
+    return _place(resample(wave, orig_sr, sample_rate), skip, num_samples)
+
+
+def _batches(items: list[tuple[int, np.ndarray, int | None]]) -> list[list[tuple[int, np.ndarray, int | None]]]:
+    """Clips sorted by length, cut into groups whose zero-padded size stays under ``_BATCH_SAMPLES``."""
+    groups: list[list[tuple[int, np.ndarray, int | None]]] = []
+    for item in sorted(items, key=lambda it: len(it[1])):
+        if groups and (len(groups[-1]) + 1) * len(item[1]) <= _BATCH_SAMPLES:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
 
 
 def load_audio_batch(
@@ -107,33 +174,33 @@ def load_audio_batch(
 ) -> tuple[np.ndarray, list[tuple[int, AudioReadError]]]:
     """:func:`load_audio` for many files: ``(waves (N, num_samples), [(index, error), ...])``.
 
-    Clips of one original rate are resampled together, zero-padded to the longest: one
-    convolution per rate instead of one per clip (the sinc resampler pads each clip with zeros
-    anyway, so every clip comes out as :func:`load_audio` makes it, up to float rounding).
-    Unreadable files leave a row of zeros and are returned with their error.
+    Clips of one original rate are resampled together, zero-padded to the longest of a group of
+    similar lengths: one convolution per group instead of one per clip (the sinc resampler pads
+    each clip with zeros anyway, so every clip comes out as :func:`load_audio` makes it, up to
+    float rounding). Unreadable files leave a row of zeros and are returned with their error.
     """
     waves = np.zeros((len(paths), num_samples), dtype=np.float32)
     bad: list[tuple[int, AudioReadError]] = []
-    by_rate: dict[int, list[tuple[int, np.ndarray]]] = {}
+    by_rate: dict[int, list[tuple[int, np.ndarray, int | None]]] = {}
     for i, path in enumerate(paths):
         try:
-            wave, orig_sr = read_audio(path)
+            wave, orig_sr, skip = _decode(Path(path), (sample_rate, num_samples))
         except AudioReadError as exc:
             bad.append((i, exc))
             continue
-        by_rate.setdefault(orig_sr, []).append((i, wave))
+        by_rate.setdefault(orig_sr, []).append((i, wave, skip))
     for orig_sr, items in by_rate.items():
         if orig_sr == sample_rate:
-            for i, wave in items:
-                waves[i] = fit_length(wave, num_samples)
+            for i, wave, skip in items:
+                waves[i] = _place(wave, skip, num_samples)
             continue
-        longest = max(len(w) for _, w in items)
-        batch = np.zeros((len(items), longest), dtype=np.float32)
-        for row, (_, wave) in enumerate(items):
-            batch[row, : len(wave)] = wave
-        with torch.no_grad():
-            out = _resampler(orig_sr, sample_rate)(torch.from_numpy(batch)).numpy()
-        for row, (i, wave) in enumerate(items):
-            length = -(-len(wave) * sample_rate // orig_sr)  # ceil, in integers: what the resampler returns
-            waves[i] = fit_length(out[row, :length], num_samples)
+        for group in _batches(items):
+            batch = np.zeros((len(group), len(group[-1][1])), dtype=np.float32)
+            for row, (_, wave, _) in enumerate(group):
+                batch[row, : len(wave)] = wave
+            with torch.no_grad():
+                out = _resampler(orig_sr, sample_rate)(torch.from_numpy(batch)).numpy()
+            for row, (i, wave, skip) in enumerate(group):
+                length = -(-len(wave) * sample_rate // orig_sr)  # ceil, in integers: what the resampler returns
+                waves[i] = _place(out[row, :length], skip, num_samples)
     return waves, sorted(bad, key=lambda item: item[0])
