@@ -180,6 +180,12 @@ def ensemble_proba(
         if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
             raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit {loaded.path}'s {loaded.input_shape}")
         proba = predict_proba(loaded.model, x, cfg.features.normalize, loaded.norm).cpu()
+        broken = (~torch.isfinite(proba).all(dim=1)).nonzero().flatten().tolist()
+        if broken:
+            raise UserError(
+                f"{loaded.path} gives NaN or infinite probabilities for {len(broken)} recordings "
+                f"(first: {ok[broken[0]]}); the model file is damaged or was trained on broken features"
+            )
         total = proba if total is None else total + proba
     assert total is not None
     return total / len(models), ok, errors
