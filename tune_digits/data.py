@@ -3,7 +3,8 @@
 Layout of one cache entry, ``<cache>/<key>/``:
     features.npy  (N, 1, F, T) float16 log-mel in dB (bilateral-filtered for that variant)
     index.json    files (relative paths, row order), labels, speakers, skipped files,
-                  the settings that made it, the byte size and a sampled sha256 of features.npy
+                  the settings that made it, the byte size and the blake2b of all of features.npy
+                  (checked each time the entry is opened; a mismatch rebuilds it)
 
 The raw entry is built from the audio in parallel; the bilateral entry is derived
 from the raw one, so decoding happens once for both variants. Entries are
@@ -29,7 +30,7 @@ from tune_digits.config import AudioConfig, BilateralConfig, FeatureConfig
 from tune_digits.corpus import Catalog
 from tune_digits.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 # Recordings per work item. 30,000 clips at 48 kHz on 2 threads: 26 s and 1.1 GB peak RSS at 64,
 # 30 s / 1.5 GB at 128, 34 s / 1.8 GB at 256 (smaller batches stay in the CPU caches).
 CHUNK = 64
@@ -82,15 +83,10 @@ def cache_key(catalog: Catalog, audio: AudioConfig, feat: FeatureConfig, bil: Bi
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _sampled_digest(path: Path, blocks: int = 64, block: int = 1 << 16) -> str:
-    """sha256 of the size and 64 evenly spaced 64 KiB blocks: cheap, catches truncation and most damage."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
+def _digest(path: Path) -> str:
+    """blake2b of every byte of ``path``: any damage, wherever it is, changes it."""
     with path.open("rb") as fh:
-        for i in range(blocks):
-            fh.seek(size * i // blocks)
-            h.update(fh.read(block))
-    return h.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
 
 
 def _open_entry(entry: Path) -> FeatureSet | None:
@@ -100,7 +96,7 @@ def _open_entry(entry: Path) -> FeatureSet | None:
         return None
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-        ok = feat_path.stat().st_size == index["bytes"] and _sampled_digest(feat_path) == index["digest"]
+        ok = feat_path.stat().st_size == index["bytes"] and _digest(feat_path) == index["blake2b"]
         x = np.load(feat_path, mmap_mode="r") if ok else None
         fs = None
         if x is not None:
@@ -262,6 +258,7 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
             task = bar.add_task(label, total=len(files))
             for i, result in _run_chunks(fn, jobs, workers):
                 x, errs = result if isinstance(result, tuple) else (result, [])
+                _check_finite(x, files[i * CHUNK : i * CHUNK + len(x)])
                 out[i * CHUNK : i * CHUNK + len(x)] = x
                 bad.extend(files[i * CHUNK + j] for j, _ in errs)
                 for _, msg in errs:
@@ -270,7 +267,7 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
         out.flush()
         del out
         index = {"files": files, "labels": labels.tolist(), "speakers": speakers, "skipped": sorted(bad)}
-        index.update(bytes=(tmp / "features.npy").stat().st_size, digest=_sampled_digest(tmp / "features.npy"))
+        index.update(bytes=(tmp / "features.npy").stat().st_size, blake2b=_digest(tmp / "features.npy"))
         (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
         _publish(tmp, entry)
     except BaseException:
@@ -281,6 +278,14 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
         raise DataError(f"feature cache {entry} could not be written; check free disk space")
     _check_skipped(fs, False, warn=False)  # each unreadable file was warned about above
     return fs
+
+
+def _check_finite(x: np.ndarray, files: list[str]) -> None:
+    """A DataError naming the first recording whose features hold NaN or infinite values."""
+    finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if not finite.all():
+        first = files[int(np.argmin(finite))]
+        raise DataError(f"{first}: its features are NaN or infinite; re-export the recording or remove it")
 
 
 def _publish(tmp: Path, entry: Path) -> None:
