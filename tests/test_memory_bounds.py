@@ -10,9 +10,10 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from tune_digits.audio import load_audio
+from tune_digits.audio import fit_length, load_audio, load_audio_batch, read_audio, resample
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 48000
@@ -64,3 +65,14 @@ def test_predicting_a_long_clip_decodes_only_its_window(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert wave.shape == (8000,)
     assert peak < 10 * 2**20, f"{peak / 2**20:.0f} MiB traced for one window of 8000 samples"
+
+
+@pytest.mark.parametrize("sr", [48000, 44100, 22050, 8000])
+@pytest.mark.parametrize("seconds", [1.01, 1.37, 7.1])
+def test_decoding_the_window_equals_resampling_the_whole_clip(tmp_path: Path, sr: int, seconds: float) -> None:
+    data = (0.3 * np.random.default_rng(sr).standard_normal(round(sr * seconds))).astype(np.float32)
+    path = tmp_path / "clip.wav"
+    sf.write(path, data, sr, subtype="FLOAT")
+    whole = fit_length(resample(read_audio(path)[0], sr, 8000), 8000)
+    np.testing.assert_allclose(load_audio(path, 8000, 8000), whole, atol=1e-6)
+    np.testing.assert_allclose(load_audio_batch([path, path], 8000, 8000)[0][1], whole, atol=1e-6)
