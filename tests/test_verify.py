@@ -145,3 +145,22 @@ def test_download_checks_real_files_with_the_shipped_list(tmp_path: Path, server
         download_dataset("audiomnist", tmp_path / "again", url=server.url, expected_files=6, progress=False)
     assert not (tmp_path / "again" / "audiomnist").exists()
     assert gzip.decompress((Path(__file__).parents[1] / "tune_digits/corpora/audiomnist_sha256.tsv.gz").read_bytes())
+
+
+def test_fullsize_generator_writes_the_real_clip_lengths(shared_data: Path, tmp_path: Path) -> None:
+    from tests.test_benchmarks import _load_script
+
+    gen = _load_script("make_fullsize_corpus")
+    real = load_manifest()
+    gen.build(shared_data / "fsdd" / "recordings", tmp_path / "am", speakers=2, per_speaker=20, processes=1)
+    written = sorted((tmp_path / "am" / "data").rglob("*.wav"))
+    assert len(written) == 40
+    for path in written:
+        name = path.relative_to(tmp_path / "am" / "data").as_posix()
+        assert path.stat().st_size == real[name].size, name  # the real recording's size, header included
+    lengths = gen.real_lengths()
+    assert min(lengths.values()) / 48000 == pytest.approx(0.293, abs=1e-3)
+    assert max(lengths.values()) / 48000 == pytest.approx(1.0, abs=1e-3)
+    assert sum(lengths.values()) / len(lengths) / 48000 == pytest.approx(0.643, abs=1e-3)
+    beyond = gen.clip_length(lengths, sorted(lengths.values()), 0, 61, 3, 7)
+    assert beyond in set(lengths.values())
