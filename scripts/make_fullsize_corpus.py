@@ -18,6 +18,10 @@ x0.90-1.10), a pitch shift by resampling (+-1.5 semitones per speaker, +-0.3 per
 (peak 0.3-0.95) and a faint noise floor. Speaker NN draws from source speaker NN mod (number of
 sources), so each source voice becomes several nearby voices. Every random draw is seeded with
 (seed, speaker, digit, index): the same command writes the same files, whatever --processes.
+Every clip has the length of the real recording of the same name (from the AudioMNIST checksum
+list shipped in tune_digits/corpora: samples = (bytes - 44) / 2), so the corpus is the real size;
+clips beyond the real names draw a real length. Speech shorter than its length is placed at a
+random offset in the noise floor; longer speech is sped up to fit (then centre-cropped beyond x1.5).
 The work is spread over --processes worker processes, with a progress bar.
 """
 
@@ -45,6 +49,26 @@ NOISE = 3e-4  # noise floor (about -70 dB)
 META_KEYS = ("accent", "age", "gender", "native speaker", "origin", "recordingdate", "recordingroom")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
+WAV_HEADER = 44  # bytes before the samples of every real recording
+MAX_SQUEEZE = 1.5  # at most this much faster to fit a clip's length; crop the rest
+
+
+def real_lengths() -> dict[str, int]:
+    """``NN/d_NN_i.wav`` -> samples of the real AudioMNIST recording (16-bit mono at 48 kHz)."""
+    try:
+        from tune_digits.verify import load_manifest
+    except ImportError:
+        sys.path.insert(0, str(REPO))
+        from tune_digits.verify import load_manifest
+    return {name: (entry.size - WAV_HEADER) // 2 for name, entry in load_manifest().items()}
+
+
+def clip_length(lengths: dict[str, int], pool: list[int], seed: int, speaker: int, digit: int, index: int) -> int:
+    """Samples of clip (speaker, digit, index): the real one's, or a real length drawn for names beyond the corpus."""
+    real = lengths.get(f"{speaker:02d}/{digit}_{speaker:02d}_{index}.wav")
+    if real is not None:
+        return real
+    return int(pool[np.random.default_rng([seed, speaker, digit, index, 2]).integers(len(pool))])
 
 
 def parse_name(name: str) -> tuple[int, str, int] | None:
@@ -86,25 +110,42 @@ def _read_mono(path: Path) -> tuple[np.ndarray, int]:
     return data.mean(axis=1, dtype=np.float32), int(rate)
 
 
-def vary(wave: np.ndarray, rate: int, pitch_semitones: float, speed: float, gain: float, rng) -> np.ndarray:
-    """``wave`` at ``rate`` -> a 48 kHz clip with the pitch moved by ``pitch_semitones`` and the tempo by ``speed``."""
+def vary(
+    wave: np.ndarray, rate: int, pitch_semitones: float, speed: float, gain: float, rng, length: int
+) -> np.ndarray:
+    """``wave`` at ``rate`` -> a 48 kHz clip of ``length`` samples, pitch and tempo moved as asked."""
     import torch
     import torchaudio.functional as taf
 
     x = torch.from_numpy(np.ascontiguousarray(wave))
     p = 2.0 ** (pitch_semitones / 12.0)
+    target = int(round(OUT_RATE / p / 100.0)) * 100  # played at 48 kHz, the pitch rises by p
     stretch = speed / p  # resampling by p also speeds up by p; the phase vocoder makes up the rest
+    natural = len(x) / stretch * target / rate
+    if natural > length:
+        stretch *= min(natural / length, MAX_SQUEEZE)
     if abs(stretch - 1.0) > 1e-3 and len(x) > N_FFT:
         window = torch.hann_window(N_FFT)
         spec = torch.stft(x, N_FFT, HOP, window=window, return_complex=True)
         advance = torch.linspace(0, math.pi * HOP, N_FFT // 2 + 1)[:, None]
         spec = taf.phase_vocoder(spec, stretch, advance)
         x = torch.istft(spec, N_FFT, HOP, window=window, length=int(round(len(x) / stretch)))
-    target = int(round(OUT_RATE / p / 100.0)) * 100  # played at 48 kHz, the pitch rises by p
     y = taf.resample(x, rate, target).numpy()
     peak = float(np.abs(y).max()) or 1.0
-    y = y * (gain / peak) + rng.normal(0.0, NOISE, size=y.shape).astype(np.float32)
+    y = _fit(y * (gain / peak), length, rng)
+    y = y + rng.normal(0.0, NOISE, size=y.shape).astype(np.float32)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def _fit(y: np.ndarray, length: int, rng) -> np.ndarray:
+    """``y`` centre-cropped to ``length`` samples, or placed at a random offset in zeros of that length."""
+    if len(y) >= length:
+        start = (len(y) - length) // 2
+        return y[start : start + length]
+    out = np.zeros(length, dtype=np.float32)
+    start = int(rng.integers(0, length - len(y) + 1))
+    out[start : start + len(y)] = y
+    return out
 
 
 def _job(args: tuple) -> int:
@@ -112,12 +153,12 @@ def _job(args: tuple) -> int:
     import torch
 
     torch.set_num_threads(1)
-    out_dir, speaker, digit, indices, pool, seed = args
+    out_dir, speaker, digit, indices, pool, seed, lengths = args
     pitch_s, speed_s = speaker_params(seed, speaker)
     folder = Path(out_dir) / f"{speaker:02d}"
     folder.mkdir(parents=True, exist_ok=True)
     loaded: dict[str, tuple[np.ndarray, int]] = {}
-    for index in indices:
+    for index, length in zip(indices, lengths, strict=True):
         rng = np.random.default_rng([seed, speaker, digit, index])
         source = pool[index % len(pool)]
         if source not in loaded:
@@ -126,7 +167,7 @@ def _job(args: tuple) -> int:
         pitch = pitch_s + rng.uniform(-PITCH_CLIP, PITCH_CLIP)
         speed = speed_s * (1.0 + rng.uniform(-SPEED_CLIP, SPEED_CLIP))
         gain = rng.uniform(*GAIN)
-        clip = vary(wave, rate, pitch, speed, gain, rng)
+        clip = vary(wave, rate, pitch, speed, gain, rng, length)
         sf.write(folder / f"{digit}_{speaker:02d}_{index}.wav", clip, OUT_RATE, subtype="PCM_16")
     return len(indices)
 
@@ -191,6 +232,8 @@ def build(source: Path, out: Path, speakers: int, per_speaker: int, seed: int = 
     source_of = {s: names[(s - 1) % len(names)] for s in range(1, speakers + 1)}
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
+    lengths = real_lengths()
+    length_pool = sorted(lengths.values())
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for s, digit, index in clip_plan(speakers, per_speaker):
         groups[(s, digit)].append(index)
@@ -199,7 +242,8 @@ def build(source: Path, out: Path, speakers: int, per_speaker: int, seed: int = 
         pool = sources[source_of[s]].get(digit) or [p for d in sources.values() for p in d.get(digit, [])]
         if not pool:
             raise SystemExit(f"no recording of digit {digit} under {source}")
-        jobs.append((str(data), s, digit, indices, [str(p) for p in pool], seed))
+        sizes = [clip_length(lengths, length_pool, seed, s, digit, i) for i in indices]
+        jobs.append((str(data), s, digit, indices, [str(p) for p in pool], seed, sizes))
     total = sum(len(j[3]) for j in jobs)
     with _Bar(total, f"{speakers} speakers x {per_speaker} clips") as bar:
         if processes <= 1:

@@ -40,6 +40,7 @@ class Source:
     layout: str  # human description of the extracted folder
     wav_dir: str  # folder (relative to archive_root) holding the recordings
     extra_files: tuple[str, ...] = ()  # other files to keep, relative to archive_root
+    checksums: bool = False  # verify every recording against the shipped AudioMNIST checksums
 
 
 SOURCES: dict[str, Source] = {
@@ -51,6 +52,7 @@ SOURCES: dict[str, Source] = {
         layout="data/NN/{digit}_{NN}_{index}.wav for 60 speakers NN, plus data/audioMNIST_meta.txt",
         wav_dir="data",
         extra_files=("data/audioMNIST_meta.txt",),
+        checksums=True,
     ),
     "fsdd": Source(
         name="fsdd",
@@ -70,11 +72,13 @@ def download_dataset(
     url: str | None = None,
     expected_files: int | None = None,
     progress: bool = True,
+    checksums: Path | None = None,
 ) -> Path:
     """Download dataset ``name`` into ``to/name`` and return that folder (the value for ``--data``).
 
     ``url`` and ``expected_files`` override the entries of :data:`SOURCES`;
-    ``progress=False`` silences the progress bar and the status lines.
+    ``progress=False`` silences the progress bar and the status lines; ``checksums`` replaces the
+    shipped checksum list of a source that has one.
     """
     source = _lookup(name)
     expected = source.expected_files if expected_files is None else expected_files
@@ -93,7 +97,7 @@ def download_dataset(
     _make_dir(archive.parent)
     if not archive.exists():
         fetch(url or source.url, archive, label=source.name, progress=progress)
-    _extract(archive, source, target, expected)
+    _extract(archive, source, target, expected, checksums)
     archive.unlink()
     _remove_if_empty(archive.parent)
     console.print(f"{source.name}: {expected} recordings in {target} ({source.layout})")
@@ -212,7 +216,7 @@ def _relative_member(member: str, source: Source) -> PurePosixPath | None:
     return None
 
 
-def _extract(archive: Path, source: Source, target: Path, expected: int) -> None:
+def _extract(archive: Path, source: Source, target: Path, expected: int, checksums: Path | None) -> None:
     """Unpack the wanted members of ``archive`` into ``target`` through a temporary sibling folder."""
     staging = Path(tempfile.mkdtemp(prefix=f".{source.name}-", suffix=".partial", dir=target.parent))
     try:
@@ -234,7 +238,22 @@ def _extract(archive: Path, source: Source, target: Path, expected: int) -> None
                 f"expected {expected} recordings, found {found} in {archive}: "
                 f"the archive is incomplete; delete {archive} and run again"
             )
+        if source.checksums:
+            _verify(staging / source.wav_dir, archive, checksums)
         os.replace(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verify(folder: Path, archive: Path, checksums: Path | None) -> None:
+    """Every extracted file must be in the checksum list with its size and sha256 (the count is checked apart)."""
+    from tune_digits.verify import load_manifest, verify_tree
+
+    report = verify_tree(folder, load_manifest(checksums), subset=True)
+    bad = [f"{name} ({why})" for name, why in report.changed] + [f"{name} (not in the corpus)" for name in report.extra]
+    if bad:
+        raise DataError(
+            f"{len(bad)} files in {archive} do not match the AudioMNIST checksums (first: {bad[0]}): "
+            f"nothing was moved into place; delete {archive} and run again"
+        )
