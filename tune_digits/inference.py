@@ -88,19 +88,23 @@ def collect_audio(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
     """Expand files and folders into ``(audio files, other files)``.
 
     Folders are searched recursively and only their ``*.wav`` files count as audio (hidden
-    files are ignored); a file named directly is always tried. A missing input is a UserError.
+    files are ignored); a file named directly is always tried. A file found twice is listed once, where it is
+    first found. A missing input is a UserError.
     """
     audio: list[Path] = []
     other: list[Path] = []
+    seen: set[Path] = set()
     for item in map(Path, inputs):
         if item.is_file():
-            audio.append(item)
+            found = [item]
         elif item.is_dir():
-            for p in sorted(item.rglob("*")):
-                if p.is_file() and not p.name.startswith("."):
-                    (audio if p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
+            found = [p for p in sorted(item.rglob("*")) if p.is_file() and not p.name.startswith(".")]
         else:
             raise UserError(f"{item}: no such file or folder")
+        for p in found:  # a file named directly and again inside a named folder counts once, where first seen
+            if p.resolve() not in seen:
+                seen.add(p.resolve())
+                (audio if p is item or p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
     return audio, other
 
 
