@@ -64,7 +64,11 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load safely (``weights_only=True``); a damaged or foreign file is a one-line error."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
+    if not found:
         raise UserError(f"checkpoint {path} not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -66,8 +66,11 @@ def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load ``path`` (a model.pt, or a folder holding one) into a model in eval mode on ``device``."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    try:
+        folder = path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
+    path = path / "model.pt" if folder else path
     payload = load_checkpoint(path)
     cfg = from_flat(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
