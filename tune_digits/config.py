@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tune_digits.errors import ConfigError
+from tune_digits.safe_yaml import MAX_ALIASES, AliasError, BoundedLoader  # noqa: F401  (MAX_ALIASES: for callers)
 
 
 @dataclass(frozen=True)
@@ -364,36 +365,11 @@ def to_flat(cfg: Config) -> dict[str, Any]:
     return flatten(to_dict(cfg))
 
 
-MAX_ALIASES = 100
-
-
-class _AliasError(Exception):
-    pass
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose output grows linearly with the text: at most MAX_ALIASES aliases, none to a list or
-    mapping (nested aliases of collections, a "billion laughs", expand exponentially)."""
-
-    aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise _AliasError(f"more than {MAX_ALIASES} YAML aliases (*name)")
-            if isinstance(self.anchors.get(event.anchor), yaml.CollectionNode):
-                line = event.start_mark.line + 1
-                raise _AliasError(f"line {line}: alias *{event.anchor} repeats a list or mapping; write it out")
-        return super().compose_node(parent, index)
-
-
 def parse_yaml_text(text: str, source: str) -> Any:
     """YAML ``text`` as plain data (safe types only, aliases bounded); a syntax error names ``source`` and the line."""
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
-    except _AliasError as exc:
+        return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except AliasError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
