@@ -42,3 +42,11 @@ def test_predict_prints_each_file_once(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", "--model", str(model), str(clips / "one.wav"), str(clips)])
     assert result.exit_code == 0, result.output
     assert result.stdout.count("one.wav") == 1, result.stdout
+
+
+def test_help_shows_no_type_for_flags_and_a_type_for_valued_options() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=120)
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    epochs = next(line for line in result.output.splitlines() if "--epochs" in line)
+    assert "<int>" in epochs

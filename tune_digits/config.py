@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tune_digits.errors import ConfigError
-from tune_digits.safe_yaml import MAX_ALIASES, AliasError, BoundedLoader  # noqa: F401  (MAX_ALIASES: for callers)
+from tune_digits.safe_yaml import MAX_ALIASES, AliasError, load_bounded  # noqa: F401  (MAX_ALIASES: for callers)
 
 
 @dataclass(frozen=True)
@@ -368,7 +368,7 @@ def to_flat(cfg: Config) -> dict[str, Any]:
 def parse_yaml_text(text: str, source: str) -> Any:
     """YAML ``text`` as plain data (safe types only, aliases bounded); a syntax error names ``source`` and the line."""
     try:
-        return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+        return load_bounded(text)
     except AliasError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:

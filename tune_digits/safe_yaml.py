@@ -29,3 +29,12 @@ class BoundedLoader(yaml.SafeLoader):
                 line = event.start_mark.line + 1
                 raise AliasError(f"line {line}: alias *{event.anchor} repeats a list or mapping; write it out")
         return super().compose_node(parent, index)
+
+
+def load_bounded(text: str) -> Any:
+    """``yaml.safe_load(text)`` through :class:`BoundedLoader`; raises AliasError or yaml.YAMLError."""
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -15,6 +15,15 @@ from rich.markup import escape
 
 from tune_digits.errors import UserError
 
+
+def _flag_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """typer 0.2x shows every option's Python type in --help, ``<bool>`` for flags too: a flag takes no value."""
+    return None if self.is_flag else _option_type_rich(self, ctx)
+
+
+_option_type_rich = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type_rich  # type: ignore[method-assign]
+
 app = typer.Typer(
     help="Tune, compare and submit spectrogram CNNs that classify spoken digits.",
     no_args_is_help=True,
