@@ -50,3 +50,15 @@ def test_help_shows_no_type_for_flags_and_a_type_for_valued_options() -> None:
     assert "<bool>" not in result.output
     epochs = next(line for line in result.output.splitlines() if "--epochs" in line)
     assert "<int>" in epochs
+
+
+def test_train_with_an_unknown_model_fails_before_reading_data(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import tune_digits.train as train_module
+
+    def no_data(*_: object, **__: object) -> None:
+        raise AssertionError("data was loaded before the model name was checked")
+
+    monkeypatch.setattr(train_module, "prepare", no_data)
+    result = CliRunner().invoke(app, ["train", "--model", "lenet", "--wandb", "disabled", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "unknown model 'lenet'" in result.stderr
