@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -48,22 +50,25 @@ def save_checkpoint(
         "config": config,
         "metrics": metrics or {},
     }
+    buf = io.BytesIO()
+    torch.save(payload, buf)  # in memory: torch's own file writer reports a full disk as a RuntimeError
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(payload, tmp)
-        _make_readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = "the disk is full (or the quota is used up)" if full else (exc.strerror or str(exc))
+        raise UserError(f"checkpoint {path} not saved: {why}; free some space or choose another folder") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load safely (``weights_only=True``); a damaged or foreign file is a one-line error."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
+    if not found:
         raise UserError(f"checkpoint {path} not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tune_digits.errors import ConfigError
+from tune_digits.safe_yaml import MAX_ALIASES, AliasError, load_bounded  # noqa: F401  (MAX_ALIASES: for callers)
 
 
 @dataclass(frozen=True)
@@ -365,8 +366,11 @@ def to_flat(cfg: Config) -> dict[str, Any]:
 
 
 def parse_yaml_text(text: str, source: str) -> Any:
+    """YAML ``text`` as plain data (safe types only, aliases bounded); a syntax error names ``source`` and the line."""
     try:
-        return yaml.safe_load(text)
+        return load_bounded(text)
+    except AliasError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -15,7 +15,6 @@ it against PyTorch with onnxruntime.
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -28,11 +27,12 @@ import torch
 from torch import nn
 
 from tune_digits.audio import AudioReadError, load_audio
-from tune_digits.checkpoint import load_checkpoint
+from tune_digits.checkpoint import atomic_write_bytes, load_checkpoint
 from tune_digits.config import Config, from_flat
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
+from tune_digits.safe_csv import csv_text
 from tune_digits.train import predict_proba
 
 AUDIO_SUFFIXES = (".wav",)
@@ -66,8 +66,11 @@ def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load ``path`` (a model.pt, or a folder holding one) into a model in eval mode on ``device``."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    try:
+        folder = path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
+    path = path / "model.pt" if folder else path
     payload = load_checkpoint(path)
     cfg = from_flat(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
@@ -88,19 +91,23 @@ def collect_audio(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
     """Expand files and folders into ``(audio files, other files)``.
 
     Folders are searched recursively and only their ``*.wav`` files count as audio (hidden
-    files are ignored); a file named directly is always tried. A missing input is a UserError.
+    files are ignored); a file named directly is always tried. A file found twice is listed once, where it is
+    first found. A missing input is a UserError.
     """
     audio: list[Path] = []
     other: list[Path] = []
+    seen: set[Path] = set()
     for item in map(Path, inputs):
         if item.is_file():
-            audio.append(item)
+            found = [item]
         elif item.is_dir():
-            for p in sorted(item.rglob("*")):
-                if p.is_file() and not p.name.startswith("."):
-                    (audio if p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
+            found = [p for p in sorted(item.rglob("*")) if p.is_file() and not p.name.startswith(".")]
         else:
             raise UserError(f"{item}: no such file or folder")
+        for p in found:  # a file named directly and again inside a named folder counts once, where first seen
+            if p.resolve() not in seen:
+                seen.add(p.resolve())
+                (audio if p is item or p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
     return audio, other
 
 
@@ -359,22 +366,20 @@ def write_predictions(path: Path, ev: SplitEvaluation) -> None:
     """The test split of ``ev`` as CSV: file (relative to the data folder), label, predicted, probability."""
     rows = zip(ev.test_files, ev.test_labels, ev.test["predictions"], ev.test["probabilities"], strict=True)
     cells = ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
-    _write_csv(path, ["file", "label", "predicted", "probability"], cells)
+    write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
 
 def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
     """The contest's CSV: ``id,label`` (ids relative to the test folder, see :func:`csv_name`)."""
-    _write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
+    write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
 
 
 def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
     """``file,digit,probability`` per prediction; file names made relative (:func:`relative_name`)."""
     cells = ([relative_name(p.file), p.digit, f"{p.probability:.6f}"] for p in preds)
-    _write_csv(path, ["file", "digit", "probability"], cells)
+    write_csv(path, ["file", "digit", "probability"], cells)
 
 
-def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV atomically, every text cell made safe for spreadsheets (see :mod:`tune_digits.safe_csv`)."""
+    atomic_write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))

@@ -88,23 +88,47 @@ def _read_csv(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     return df
 
 
-def _table(df: pd.DataFrame, fmt: str = ".4g") -> str:
-    return df.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:{fmt}}")
+class Html(str):
+    """Markup built only by :func:`_h2`, :func:`_p`, :func:`_table` and :func:`_page`, which escape every text."""
 
 
-def _page(title: str, facts: dict[str, Any], blocks: list[str], images: list[Path]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
-        for k, v in facts.items()
+def _cell(value: Any, fmt: str = ".4g") -> str:
+    """The one place a value becomes page text: formatted (floats with ``fmt``, missing as —) and escaped."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float | np.floating):
+        return html.escape(f"{float(value):{fmt}}")
+    return html.escape(str(value))
+
+
+def _h2(text: str) -> Html:
+    return Html(f"<h2>{_cell(text)}</h2>")
+
+
+def _p(text: str) -> Html:
+    return Html(f"<p>{_cell(text)}</p>")
+
+
+def _table(df: pd.DataFrame, fmt: str = ".4g") -> Html:
+    head = "".join(f"<th>{_cell(c)}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False)
     )
+    return Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _page(title: str, facts: dict[str, Any], blocks: list[Html], images: list[Path]) -> str:
+    if not all(isinstance(b, Html) for b in blocks):
+        raise TypeError("report blocks must be built by _h2, _p or _table (they escape their text)")
+    rows = "".join(f"<tr><th>{_cell(k)}</th><td>{_cell(v, '.4f')}</td></tr>" for k, v in facts.items())
     figures = "".join(
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"><figcaption>{html.escape(p.name)}</figcaption></figure>'
+        f'<figure><img alt="{_cell(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"><figcaption>{_cell(p.name)}</figcaption></figure>'
         for p in images
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><table>{rows}</table>"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_cell(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{_cell(title)}</h1><table>{rows}</table>"
         f"{''.join(blocks)}<h2>Plots</h2>{figures}</body></html>\n"
     )
 
@@ -129,7 +153,7 @@ def _train(run_dir: Path) -> list[Path]:
     plt = _plt()
     metrics = _read_json(run_dir / "metrics.json")
     images: list[Path] = []
-    notes = [] if (run_dir / "history.csv").is_file() else ["<p>No history.csv: no learning curves.</p>"]
+    notes = [] if (run_dir / "history.csv").is_file() else [_p("No history.csv: no learning curves.")]
     if (run_dir / "history.csv").is_file():
         hist = _read_csv(run_dir / "history.csv", ("epoch", "train_loss", "val_loss", "val_f1"))
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -155,7 +179,7 @@ def _train(run_dir: Path) -> list[Path]:
     cfg = flatten(read_yaml(run_dir / "config.yaml") or {}) if (run_dir / "config.yaml").is_file() else {}
     facts = {"run folder": str(run_dir)} | {k: cfg[k] for k in TRAIN_FACTS if k in cfg}
     table = pd.DataFrame([{k: metrics[k] for k in TRAIN_METRICS if k in metrics}])
-    blocks = ["<h2>Metrics</h2>", _table(table), *notes]
+    blocks = [_h2("Metrics"), _table(table), *notes]
     page = _page(f"Train run {run_dir.name}", facts, blocks, images)
     return [*images, _write(run_dir / "report.html", page)]
 
@@ -223,13 +247,13 @@ def _search(search_dir: Path) -> list[Path]:
     top = df.assign(val_f1=f1).sort_values("val_f1", ascending=False, na_position="last").head(10)[shown]
     facts: dict[str, Any] = {"search folder": str(search_dir), "trials": len(df), "best val macro-F1": f1.max()}
     facts |= {f"status {k}": v for k, v in df.get("status", pd.Series(dtype=str)).value_counts().items()}
-    blocks = ["<h2>Leaderboard (top 10 by val macro-F1)</h2>", _table(top)]
+    blocks = [_h2("Leaderboard (top 10 by val macro-F1)"), _table(top)]
     if "error" in df.columns and df["error"].notna().any():
         failed = df[df["error"].notna() & (df["error"].astype(str) != "")]
         cols = [c for c in ("trial_id", "failures", "error") if c in failed.columns] + _param_columns(df)
-        blocks += ["<h2>Failed trials</h2>", _table(failed[cols])]
+        blocks += [_h2("Failed trials"), _table(failed[cols])]
     if not (search_dir / "importance.json").is_file():
-        blocks.append("<p>No importance.json: parameter importance was not computed for this search.</p>")
+        blocks.append(_p("No importance.json: parameter importance was not computed for this search."))
     page = _page(f"Search {search_dir.name}", facts, blocks, images)
     return [*images, _write(search_dir / "report.html", page)]
 
@@ -327,8 +351,8 @@ def _final_eight(folder: Path) -> list[Path]:
     written.append(_save(fig2, folder / "learning_curves.png"))
     facts = {"folder": str(folder), "runs": len(summary), "seeds": ", ".join(map(str, seeds)) or "—"}
     facts |= {"best configuration": labels[int(np.argmax(stats["mean"]))], "best test macro-F1": stats["mean"].max()}
-    blocks = ["<h2>Test macro-F1</h2>", f"<p>{note}</p>", _table(grid), "<h2>Effects</h2>", _table(eff, "+.4f")]
-    blocks += ["<h2>All runs</h2>", _table(summary)]
+    blocks = [_h2("Test macro-F1"), _p(note), _table(grid), _h2("Effects"), _table(eff, "+.4f")]
+    blocks += [_h2("All runs"), _table(summary)]
     page = _page(f"Final eight {folder.name}", facts, blocks, written[1:])
     return [*written, _write(folder / "report.html", page)]
 

@@ -79,15 +79,15 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
 
 def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
     """Test predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
-    from tune_digits.inference import csv_name
+    from tune_digits.inference import csv_name, write_csv
 
     fs = data.features
     rows = sorted(data.rows["test"].tolist())
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "label", "predicted", "probability"])
-        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True):
-            writer.writerow([csv_name(fs.files[row]), int(fs.labels[row]), pred, f"{prob:.6f}"])
+    cells = (
+        [csv_name(fs.files[row]), int(fs.labels[row]), pred, f"{prob:.6f}"]
+        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True)
+    )
+    write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
 
 def train_run(

@@ -11,8 +11,18 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tune_digits.errors import UserError
+
+
+def _flag_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """typer 0.2x shows every option's Python type in --help, ``<bool>`` for flags too: a flag takes no value."""
+    return None if self.is_flag else _option_type_rich(self, ctx)
+
+
+_option_type_rich = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type_rich  # type: ignore[method-assign]
 
 app = typer.Typer(
     help="Tune, compare and submit spectrogram CNNs that classify spoken digits.",
@@ -26,10 +36,18 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_MESSAGE = 500
 
 
 def _format_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
     return f"warning: {message}\n"
+
+
+def short(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` cut to ``limit`` characters (saying how much was left out): an error line stays one line."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message) - limit} more characters)"
 
 
 def user_errors(fn: F) -> F:
@@ -41,7 +59,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(short(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("interrupted", highlight=False)
@@ -84,5 +102,5 @@ def main() -> None:
     try:
         app()
     except UserError as exc:  # raised outside a command, e.g. while parsing
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {short(str(exc))}", file=sys.stderr)
         sys.exit(2)

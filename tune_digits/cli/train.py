@@ -94,6 +94,7 @@ def train(
         model=model, data=data, variant=variant, augment=augment, split=split, epochs=epochs, seed=seed, strict=strict
     )
     cfg = load_config(config, flags + list(set_ or []), preset=preset)
+    _check_model(cfg)
     announce_data(cfg.data.root)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if cv is not None:
@@ -226,3 +227,14 @@ def download_cmd(
 
     root = download_dataset(name, to)
     out.print(f"ready: use --data {root}")
+
+
+def _check_model(cfg: Any) -> None:
+    """Build the model once, untrained, before any data is read: a bad name or setting fails in milliseconds."""
+    from tune_digits.features import spectrogram_shape
+    from tune_digits.models import model_from_config
+
+    try:
+        model_from_config(cfg.model, spectrogram_shape(cfg.audio, cfg.features), pretrained=False)
+    except (RuntimeError, MemoryError):  # too big for memory: training reports it, with its own advice
+        return

@@ -1,0 +1,42 @@
+"""CSV text a spreadsheet opens without running anything (OWASP "CSV injection").
+
+A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read as a
+formula by Excel, LibreOffice and Google Sheets; :func:`csv_safe_cell` prefixes such a cell
+with a single quote, which those tools show as text. Numbers (``-0.5``, ``1e-3`` as a number or
+as its text) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    if text != text.strip():
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_safe_cell(value: Any) -> Any:
+    """``value``, or ``'`` + ``value`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A whole CSV file (header first) with every cell passed through :func:`csv_safe_cell`."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow([csv_safe_cell(c) for c in header])
+    writer.writerows([csv_safe_cell(c) for c in row] for row in rows)
+    return buf.getvalue()
