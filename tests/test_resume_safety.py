@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tune_digits.cli import app
@@ -51,3 +56,33 @@ def test_partial_folders_of_killed_runs_are_removed_and_said(tmp_path: Path) -> 
     with pytest.warns(UserWarning, match=r"removed 1 unfinished run folder"):
         assert clean_partials(tmp_path) == 1
     assert not old.exists() and live.is_dir() and keep.is_dir()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    fixed = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
+    search = {"num_samples": 2, "max_epochs": 40, "grace_period": 40, "seed": 0}
+    dims = {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}}
+    space.write_text(yaml.safe_dump({"fixed": fixed, "space": dims, "search": search}), encoding="utf-8")
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    argv = [sys.executable, "-m", "tune_digits.cli", "search", "--space", str(space)]
+    argv += ["--storage", str(tmp_path / "runs"), "--name", "s", "--wandb", "disabled", "--max-concurrent", "1"]
+    folder = tmp_path / "runs" / "s"
+    with (tmp_path / "err.txt").open("wb") as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not any(h.stat().st_size for h in folder.glob("trials/*/history.jsonl")):
+            assert proc.poll() is None, (tmp_path / "err.txt").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        try:
+            rc = proc.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    stderr = (tmp_path / "err.txt").read_text(encoding="utf-8", errors="replace")
+    assert rc == 130, stderr[-2000:]
+    assert "--name s --resume" in stderr and "Tuner.restore" not in stderr, stderr[-2000:]
+    assert not (folder / "best.yaml").exists() and not (folder / "results.csv").exists()
