@@ -59,7 +59,12 @@ def final_eight(
     except KeyboardInterrupt:
         if (storage / opts.name).is_dir():
             again = f"tune-digits final-eight --storage {storage} --name {opts.name} --resume"
-            console.print(f"final-eight {opts.name} interrupted, not finished (no summary); resume with: {again}")
+            console.print(
+                f"final-eight {opts.name} interrupted, not finished (no summary); resume with: {again}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
         raise
     out.print((folder / "summary.md").read_text(encoding="utf-8"))
     out.print(f"report: {folder / 'report.html'}", highlight=False, soft_wrap=True)

@@ -74,7 +74,12 @@ def search(
     except KeyboardInterrupt:
         if search_dir(opts).is_dir():
             again = f"tune-digits search --space {space} --storage {storage} --name {opts.name} --resume"
-            console.print(f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}")
+            console.print(
+                f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
         raise
     show_leaderboard(folder)
 
