@@ -23,6 +23,7 @@ from tune_digits.errors import UserError
 from tune_digits.tuning import (
     TrialContext,
     check_name,
+    fit_or_interrupt,
     init_ray,
     make_trainable,
     plan_resources,
@@ -187,7 +188,7 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
         )
 
     tuner = restore_or_new(folder, opts.resume, trainable_fn, param_space, new_tuner)
-    tuner.fit()
+    fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no summary from unfinished runs
 
 
 def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> None:

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,29 @@ from tune_digits.train import FitResult, Prepared, fit, prepare
 def split_digest(split: Split) -> str:
     """Identifies a split by its file lists (not its name): equal digests, equal test speakers."""
     return hashlib.sha256(json.dumps([split.train, split.val, split.test]).encode()).hexdigest()[:16]
+
+
+_STARTED = time.time()  # this process imported the module no later than it began any run
+
+
+def clean_partials(parent: Path) -> int:
+    """Remove ``.NAME.partial-*`` folders that a killed run left in ``parent``; returns how many.
+
+    Only folders where nothing changed since this process started are removed: a run still in
+    progress in another process writes its history every epoch and keeps its folder.
+    """
+    removed = 0
+    for folder in parent.glob(".*.partial-*"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        newest = max((p.lstat().st_mtime for p in folder.rglob("*")), default=folder.lstat().st_mtime)
+        if max(newest, folder.lstat().st_mtime) < _STARTED:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += not folder.exists()
+    if removed:
+        text = f"removed {removed} unfinished run folder(s) (.*.partial-*) left in {parent} by killed runs"
+        warnings.warn(text, stacklevel=2)
+    return removed
 
 
 def check_out_dir(out: Path) -> None:
@@ -102,6 +126,7 @@ def train_run(
     data = data or prepare(cfg, progress=progress)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        clean_partials(out.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out} ({exc.strerror or exc}); choose another --out") from None

@@ -28,6 +28,7 @@ from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
 from tune_digits.tuning import (
     TrialContext,
     check_name,
+    fit_or_interrupt,
     init_ray,
     make_trainable,
     plan_resources,
@@ -160,7 +161,7 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
         )
 
     tuner = restore_or_new(path, opts.resume, trainable_fn, param_space, new_tuner)
-    return tuner.fit()
+    return fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no best.yaml from an unfinished search
 
 
 def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> dict[str, Any]:

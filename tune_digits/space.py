@@ -41,6 +41,9 @@ _DIST_KEYS = {
 }
 
 
+MAX_SAMPLES = 10_000
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     metric: str = "val_f1"
@@ -63,6 +66,11 @@ class SearchSettings:
             ),
             (self.mode in ("max", "min"), "search.mode", "must be max or min"),
             (self.num_samples >= 1, "search.num_samples", "must be >= 1"),
+            (
+                self.num_samples <= MAX_SAMPLES,
+                "search.num_samples",
+                f"must be <= {MAX_SAMPLES} (Ray keeps every trial in memory and on disk; run several searches)",
+            ),
             (self.max_epochs >= 1, "search.max_epochs", "must be >= 1"),
             (self.grace_period >= 1, "search.grace_period", "must be >= 1"),
             (self.reduction_factor >= 2, "search.reduction_factor", "must be >= 2"),

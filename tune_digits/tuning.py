@@ -294,3 +294,37 @@ def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dic
             str(path), trainable=trainable_fn, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
     return make_new()
+
+
+def fit_or_interrupt(tuner: Any) -> Any:
+    """``tuner.fit()``, raising KeyboardInterrupt when Ctrl-C (SIGINT) ended it.
+
+    On Ctrl-C Ray stops the trials, saves its state, puts back the SIGINT handler it found and
+    returns as if done. That handler is a sentinel set here, so finding it back means an interrupt.
+    Ray's ``Tuner.restore(...)`` hint is silenced: the CLI prints its own ``--resume`` line.
+    """
+    import signal
+    import threading
+
+    hint = logging.getLogger("ray.tune.tune")
+    level = hint.level
+    watch = (
+        threading.current_thread() is threading.main_thread()
+        and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
+    )
+
+    def sentinel(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, sentinel) if watch else None
+    hint.setLevel(logging.ERROR)
+    try:
+        results = tuner.fit()
+    finally:
+        hint.setLevel(level)
+        interrupted = watch and signal.getsignal(signal.SIGINT) is sentinel
+        if watch:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if interrupted:
+        raise KeyboardInterrupt
+    return results

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tune_digits.cli.app import app, out, overrides_from_flags, user_errors
+from tune_digits.cli.app import app, console, out, overrides_from_flags, user_errors
 
 
 @app.command("final-eight")
@@ -54,6 +54,17 @@ def final_eight(
         address=address,
         resume=resume,
     )
-    folder = run_final_eight(opts)
+    try:
+        folder = run_final_eight(opts)
+    except KeyboardInterrupt:
+        if (storage / opts.name).is_dir():
+            again = f"tune-digits final-eight --storage {storage} --name {opts.name} --resume"
+            console.print(
+                f"final-eight {opts.name} interrupted, not finished (no summary); resume with: {again}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        raise
     out.print((folder / "summary.md").read_text(encoding="utf-8"))
     out.print(f"report: {folder / 'report.html'}", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from tune_digits.cli.app import announce_data, app, out, overrides_from_flags, user_errors
+from tune_digits.cli.app import announce_data, app, console, out, overrides_from_flags, user_errors
 
 
 @app.command()
@@ -43,7 +43,7 @@ def search(
     """Tune hyperparameters with Ray Tune, Optuna (TPE) and ASHA early stopping."""
     from dataclasses import replace
 
-    from tune_digits.search import SearchOptions, run_search
+    from tune_digits.search import SearchOptions, run_search, search_dir
     from tune_digits.space import load_space
 
     sp = load_space(space)
@@ -69,7 +69,18 @@ def search(
         wandb=wandb,
     )
     announce_data(str(data or sp.fixed.get("data.root", "")))
-    folder = run_search(sp, opts)
+    try:
+        folder = run_search(sp, opts)
+    except KeyboardInterrupt:
+        if search_dir(opts).is_dir():
+            again = f"tune-digits search --space {space} --storage {storage} --name {opts.name} --resume"
+            console.print(
+                f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        raise
     show_leaderboard(folder)
 
 
