@@ -137,8 +137,9 @@ def test_wandb_summary_run_holds_the_eight_rows(eight: Path, tmp_path: Path, mon
     assert logged["columns"] == list(expected.columns) and len(logged["data"]) == 8
     f1 = logged["columns"].index("test_f1")
     assert [row[f1] for row in logged["data"]] == pytest.approx(expected["test_f1"].tolist())
-    summary = wandb_files.summary(next(runs[0].glob("run-*.wandb")))
-    run = next(r.run for r in wandb_files.records(next(runs[0].glob("run-*.wandb"))) if r.run.run_id)
+    log = wandb_files.wait_written(next(runs[0].glob("run-*.wandb")))
+    summary = wandb_files.summary(log)
+    run = next(r.run for r in wandb_files.records(log) if r.WhichOneof("record_type") == "run")
     assert run.run_group == "e1" and run.display_name == "e1-summary"  # the final-eight's own group
     assert float(summary["best_test_f1"]) == pytest.approx(expected["test_f1"].max())
     assert {"A/bilateral_effect", "A/augment_effect", "B/bilateral_effect", "B/augment_effect"} <= set(summary)

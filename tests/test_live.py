@@ -89,3 +89,21 @@ def test_ray_log_lines_go_to_the_run_folder_not_the_terminal(tmp_path: Path, cap
     assert "kept until the folder exists" in text and "written at once" in text
     assert "kept until" not in capsys.readouterr().err
     assert ray_logger.handlers == before
+
+
+def test_only_finished_trials_lose_their_ray_checkpoints(tmp_path: Path) -> None:
+    from tune_digits.raydir import experiment_dir, prune_checkpoints
+
+    for trial in ("done1", "open2"):
+        (tmp_path / ".ray" / trial / "checkpoint_000003").mkdir(parents=True)
+        (tmp_path / ".ray" / trial / "checkpoint_000003" / "state.pt").write_bytes(b"x" * 100)
+        (tmp_path / ".ray" / trial / "result.json").write_text("{}", encoding="utf-8")
+    prune_checkpoints(tmp_path, {"done1"})
+    assert not (tmp_path / ".ray" / "done1" / "checkpoint_000003").exists()
+    assert (tmp_path / ".ray" / "done1" / "result.json").is_file()
+    assert (tmp_path / ".ray" / "open2" / "checkpoint_000003" / "state.pt").is_file()  # it may still resume
+    assert experiment_dir(tmp_path) == tmp_path / ".ray"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "experiment_state-2026-01-01_00-00-00.json").write_text("{}", encoding="utf-8")
+    assert experiment_dir(old) == old  # a search made before .ray/ resumes where its state is

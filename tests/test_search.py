@@ -123,7 +123,7 @@ def test_wandb_offline_runs_land_on_disk(finished_search: Path) -> None:
     assert len(runs) == 4 and not list(finished_search.glob("trials/*/wandb"))
     names = set()
     for run in runs:
-        log = next(run.glob("run-*.wandb"))
+        log = wandb_files.wait_written(next(run.glob("run-*.wandb")))
         assert {"val_f1", "train_loss"} <= set(wandb_files.history(log)[0])
         record = next(r.run for r in wandb_files.records(log) if r.WhichOneof("record_type") == "run")
         assert record.run_group == "s1"

@@ -22,19 +22,16 @@ from typing import Any
 from tune_digits.config import Config, load_config, to_flat, with_values
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
+from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.tuning import (
-    RAY_FOLDER,
     TrialContext,
     check_name,
-    experiment_dir,
     fit_or_interrupt,
     init_ray,
     make_trainable,
     plan_resources,
-    prune_checkpoints,
     restore_or_new,
     run_config,
-    short_dirname,
 )
 
 VARIANTS = ("raw", "bilateral")

@@ -27,20 +27,17 @@ import numpy as np
 from tune_digits.config import from_flat, save_config, to_flat
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
+from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
 from tune_digits.tuning import (
-    RAY_FOLDER,
     TrialContext,
     check_name,
-    experiment_dir,
     fit_or_interrupt,
     init_ray,
     make_trainable,
     plan_resources,
-    prune_checkpoints,
     restore_or_new,
     run_config,
-    short_dirname,
     shutdown_ray,
 )
 

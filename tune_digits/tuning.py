@@ -24,7 +24,6 @@ from tune_digits.config import Config, from_flat, to_flat
 from tune_digits.data import cache_root
 from tune_digits.errors import UserError
 
-RAY_FOLDER = ".ray"  # Ray's experiment state and trial folders, out of the way inside a run folder
 REPORTED = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "best_val_f1", "seconds")
 
 
@@ -169,29 +168,6 @@ def run_name(ctx: TrialContext, trial: Any) -> str:
     if ctx.bases:
         return eight_label(trial.config)
     return f"{ctx.group}-{trial_number(trial)}"
-
-
-def short_dirname(trial: Any) -> str:
-    """Ray's trial folder: the trial id, not every parameter joined with commas and ``=``."""
-    return trial.trial_id
-
-
-def experiment_dir(folder: Path) -> Path:
-    """Where Ray keeps a run folder's experiment: ``<folder>/.ray`` (older runs: the folder itself)."""
-    hidden = folder / RAY_FOLDER
-    if not hidden.is_dir() and any(folder.glob("experiment_state-*.json")):
-        return folder
-    return hidden
-
-
-def prune_checkpoints(folder: Path, finished: set[str]) -> None:
-    """Drop Ray's checkpoints (optimizer state and a model.pt copy) of trials that can no longer resume."""
-    import shutil
-
-    root = folder / RAY_FOLDER
-    for trial in finished:
-        for ckpt in (root / trial).glob("checkpoint_*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def check_name(name: str, flag: str = "--name") -> str:
