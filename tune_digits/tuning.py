@@ -259,11 +259,14 @@ def run_config(
 ):
     from ray import tune
 
+    from tune_digits.storage_guard import guarded_filesystem
+
     callbacks = [WandbTrials(ctx)] if ctx is not None and ctx.wandb != "disabled" else []
 
     return tune.RunConfig(
         name=name,
         storage_path=str(storage.resolve()),
+        storage_filesystem=guarded_filesystem(storage / name),  # signs Ray's pickles as they are written
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
         ),
@@ -284,14 +287,26 @@ def make_trainable(ctx: TrialContext, res: Resources | dict[str, Resources]):
 
 
 def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dict, make_new: Any):
-    """``Tuner.restore`` when resuming (finished trials are not rerun), otherwise a fresh Tuner."""
+    """``Tuner.restore`` when resuming (finished trials are not rerun), otherwise a fresh Tuner.
+
+    Before Ray reads anything there, every pickle in ``path`` must be one this tool signed.
+    """
     from ray import tune
 
+    from tune_digits.storage_guard import check_storage, guarded_filesystem
+
     if resume:
-        if not tune.Tuner.can_restore(str(path)):
+        check_storage(path)
+        fs = guarded_filesystem(path)
+        if not tune.Tuner.can_restore(str(path), storage_filesystem=fs):
             raise UserError(f"nothing to resume at {path}: no Ray experiment state there; run without --resume")
         return tune.Tuner.restore(
-            str(path), trainable=trainable_fn, resume_unfinished=True, resume_errored=True, param_space=param_space
+            str(path),
+            trainable=trainable_fn,
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=param_space,
+            storage_filesystem=fs,
         )
     return make_new()
 
