@@ -183,8 +183,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
 
     if ray.is_initialized():
         return ray.cluster_resources()
+    from tune_digits.cluster_auth import auth_error, check_auth, is_auth_failure
+
     if address and address != "auto":
         _probe(address)
+        check_auth(address)  # reachable, but is the token what is missing?
     env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
     try:
         ray.init(
@@ -195,7 +198,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
             runtime_env=env,
             configure_logging=True,
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:
+        if is_auth_failure(exc):
+            raise auth_error(str(address)) from None
+        if not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head` or drop --address"
