@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
+from tune_digits.cluster_auth import auth_error, is_auth_failure
+
 TINY = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
 
 
@@ -96,6 +97,16 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def test_the_token_error_says_which_setting_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    unset = str(auth_error("h:1"))
+    assert "requires an authentication token (RAY_AUTH_MODE is unset here)" in unset and "\n" not in unset
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert "refused this token" in str(auth_error("h:1"))
+    assert is_auth_failure(RuntimeError("RPC error: InvalidAuthToken: missing")) and not is_auth_failure(OSError("x"))
+
+
+@pytest.mark.slow
 def test_a_two_node_cluster_runs_a_search_and_a_missing_token_is_named(cluster, tmp_path: Path) -> None:
     address, env = cluster
     space = tmp_path / "space.yaml"
