@@ -55,7 +55,9 @@ def test_signed_files_pass_and_leave_no_temporary_file(tmp_path: Path) -> None:
     check_storage(folder)
 
 
-@pytest.mark.parametrize("damage", ["changed", "appeared", "manifest edited", "manifest gone", "other key"])
+@pytest.mark.parametrize(
+    "damage", ["changed", "appeared", "behind a symlink", "manifest edited", "manifest gone", "other key"]
+)
 def test_untrusted_pickles_are_refused_in_one_line(damage: str, tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "s"
     folder.mkdir()
@@ -65,6 +67,10 @@ def test_untrusted_pickles_are_refused_in_one_line(damage: str, tmp_path: Path, 
     elif damage == "appeared":
         (folder / "trial_0").mkdir()
         (folder / "trial_0" / "error.pkl").write_bytes(pickle.dumps("x"))
+    elif damage == "behind a symlink":  # a trial folder swapped for a link to the attacker's folder
+        (tmp_path / "evil").mkdir()
+        (tmp_path / "evil" / "error.pkl").write_bytes(pickle.dumps("x"))
+        (folder / "trial_0").symlink_to(tmp_path / "evil", target_is_directory=True)
     elif damage == "manifest edited":  # the attacker lists his own file's digest
         text = (folder / MANIFEST).read_text()
         (folder / MANIFEST).write_text(text.replace('"tuner.pkl": ["', '"tuner.pkl": ["00'))

@@ -27,6 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
 from tune_digits.errors import UserError
 
 MANIFEST = ".tune-digits-pickles.json"
@@ -134,89 +136,78 @@ class _SigningWriter:
         os.replace(self.tmp, self.target)
 
 
-def _handler_class() -> type:
-    import pyarrow.fs as pafs
+class GuardedLocal(pafs.FileSystemHandler):
+    """The local file system, except that Ray's pickles in a signed folder go through _SigningWriter."""
 
-    class GuardedLocal(pafs.FileSystemHandler):
-        """The local file system, except that Ray's pickles in a signed folder go through _SigningWriter."""
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.local = pafs.LocalFileSystem()
 
-        def __init__(self, folder: str) -> None:
-            self.folder = folder
-            self.local = pafs.LocalFileSystem()
+    def __reduce__(self) -> tuple:
+        return (GuardedLocal, (self.folder,))
 
-        def __reduce__(self) -> tuple:
-            return (_make_handler, (self.folder,))
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GuardedLocal) and other.folder == self.folder
 
-        def __eq__(self, other: object) -> bool:
-            return isinstance(other, GuardedLocal) and other.folder == self.folder
+    def get_type_name(self) -> str:
+        return "tune-digits-guarded-local"
 
-        def get_type_name(self) -> str:
-            return "tune-digits-guarded-local"
+    def normalize_path(self, path: str) -> str:
+        return self.local.normalize_path(path)
 
-        def normalize_path(self, path: str) -> str:
-            return self.local.normalize_path(path)
+    def get_file_info(self, paths: list[str]) -> list:
+        return self.local.get_file_info(paths)
 
-        def get_file_info(self, paths: list[str]) -> list:
-            return self.local.get_file_info(paths)
+    def get_file_info_selector(self, selector: Any) -> list:
+        return self.local.get_file_info(selector)
 
-        def get_file_info_selector(self, selector: Any) -> list:
-            return self.local.get_file_info(selector)
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.local.create_dir(path, recursive=recursive)
 
-        def create_dir(self, path: str, recursive: bool) -> None:
-            self.local.create_dir(path, recursive=recursive)
+    def delete_dir(self, path: str) -> None:
+        self.local.delete_dir(path)
 
-        def delete_dir(self, path: str) -> None:
-            self.local.delete_dir(path)
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
-        def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-            self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+    def delete_root_dir_contents(self) -> None:
+        raise OSError("refusing to delete the contents of the root folder")
 
-        def delete_root_dir_contents(self) -> None:
-            raise OSError("refusing to delete the contents of the root folder")
+    def delete_file(self, path: str) -> None:
+        self.local.delete_file(path)
 
-        def delete_file(self, path: str) -> None:
-            self.local.delete_file(path)
+    def move(self, src: str, dest: str) -> None:
+        self.local.move(src, dest)
 
-        def move(self, src: str, dest: str) -> None:
-            self.local.move(src, dest)
+    def copy_file(self, src: str, dest: str) -> None:
+        self.local.copy_file(src, dest)
 
-        def copy_file(self, src: str, dest: str) -> None:
-            self.local.copy_file(src, dest)
+    def open_input_stream(self, path: str) -> Any:
+        return self.local.open_input_stream(path)
 
-        def open_input_stream(self, path: str) -> Any:
-            return self.local.open_input_stream(path)
+    def open_input_file(self, path: str) -> Any:
+        return self.local.open_input_file(path)
 
-        def open_input_file(self, path: str) -> Any:
-            return self.local.open_input_file(path)
+    def open_append_stream(self, path: str, metadata: Any) -> Any:
+        return self.local.open_append_stream(path, metadata=metadata)
 
-        def open_append_stream(self, path: str, metadata: Any) -> Any:
-            return self.local.open_append_stream(path, metadata=metadata)
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        import pyarrow as pa
 
-        def open_output_stream(self, path: str, metadata: Any) -> Any:
-            import pyarrow as pa
-
-            manifest = _SIGNING.get(self.folder)
-            target = Path(path)
-            if manifest is None or not carries_pickle(target.name) or manifest.folder not in target.parents:
-                return self.local.open_output_stream(path, metadata=metadata)
-            return pa.PythonFile(_SigningWriter(target, manifest), mode="w")
-
-    return GuardedLocal
-
-
-def _make_handler(folder: str) -> Any:
-    return _handler_class()(folder)
+        manifest = _SIGNING.get(self.folder)
+        target = Path(path)
+        if manifest is None or not carries_pickle(target.name) or manifest.folder not in target.parents:
+            return self.local.open_output_stream(path, metadata=metadata)
+        return pa.PythonFile(_SigningWriter(target, manifest), mode="w")
 
 
 def guarded_filesystem(folder: Path) -> Any:
     """The ``storage_filesystem`` for a run whose experiment folder is ``folder``; this process signs."""
-    import pyarrow.fs as pafs
-
     folder = folder.resolve()
     _key(create=True)
     if str(folder) not in _SIGNING:
         _SIGNING[str(folder)] = _Manifest(folder, _read_files(folder))
-    return pafs.PyFileSystem(_make_handler(str(folder)))
+    return pafs.PyFileSystem(GuardedLocal(str(folder)))
 
 
 def _read_files(folder: Path) -> dict[str, list[str]]:
@@ -227,10 +218,24 @@ def _read_files(folder: Path) -> dict[str, list[str]]:
     return {str(k): [str(d) for d in v] for k, v in data.get("files", {}).items()}
 
 
+def _pickles(folder: Path) -> list[Path]:
+    """Every pickle-bearing file under ``folder``, through symlinked folders too (Ray follows them)."""
+    seen: set[str] = set()
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        found += [Path(root, name) for name in files if carries_pickle(name) and Path(root, name).is_file()]
+    return sorted(found)
+
+
 def check_storage(folder: Path) -> None:
     """Refuse, in one line, a folder whose Ray pickles tune-digits did not sign; reads no pickle."""
     folder = folder.resolve()
-    found = sorted(p for p in folder.rglob("*") if carries_pickle(p.name) and p.is_file())
+    found = _pickles(folder)
     how = "resume only folders your own runs wrote (see README: trusted storage), or start anew with another --name"
     if not (folder / MANIFEST).is_file():
         if found:
