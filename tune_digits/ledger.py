@@ -6,8 +6,11 @@ SUBMISSIONS/
     attempt-N/      model.pt, config.yaml, metrics.json, predictions.csv, manifest.json,
                     submission.csv (--test-dir), model.onnx (--onnx)
 
-An attempt is written under a temporary name inside SUBMISSIONS and renamed; the ledger
-is replaced by a copy with one more line right after. A failure leaves neither.
+An attempt is staged in ``.attempt-N.tmp-*`` inside SUBMISSIONS; the one commit point is the
+``os.replace`` of the ledger by a copy with one more line; the staged folder is renamed into
+place right after. A failure before the commit leaves neither (the staged folder is removed);
+a kill leaves a state that ``recover`` (run under the lock by the next ``submit`` or
+``submissions``) finishes or rolls back, in one line each.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,14 +118,78 @@ def stage_ledger(submissions: Path, entry: dict[str, Any]) -> Path:
     return Path(tmp)
 
 
-def commit_attempt(tmp: Path, final: Path, ledger_tmp: Path) -> None:
-    """Rename the finished folder into place, then the ledger; undo the first if the second fails."""
-    os.rename(tmp, final)
-    try:
-        os.replace(ledger_tmp, final.parent / LEDGER)
-    except BaseException:
-        os.rename(final, tmp)
-        raise
+def commit_ledger(submissions: Path, ledger_tmp: Path) -> None:
+    """The commit point of an attempt: the staged ledger replaces the ledger in one ``os.replace``."""
+    os.replace(ledger_tmp, submissions / LEDGER)
+    with contextlib.suppress(OSError):  # durability of the rename; the commit itself has happened
+        fd = os.open(submissions, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _manifest_sha(folder: Path) -> str | None:
+    path = folder / "manifest.json"
+    return sha256_file(path) if path.is_file() else None
+
+
+def _finish_staged(submissions: Path, entries: list[dict[str, Any]], staged: list[Path]) -> list[str]:
+    """Rename into place the staged folder of each recorded attempt whose folder is missing."""
+    lines = []
+    for e in entries:
+        n, final = e["attempt"], submissions / f"attempt-{e['attempt']}"
+        if final.exists():
+            continue
+        mine = [p for p in staged if p.name.startswith(f".attempt-{n}.tmp-")]
+        match = next((p for p in mine if _manifest_sha(p) == e.get("manifest_sha256")), None)
+        if match is not None:
+            os.rename(match, final)
+            staged.remove(match)
+            lines.append(
+                f"recovered: attempt {n} was recorded but its folder was still staged; "
+                f"moved {match.name} to {final.name}"
+            )
+    return lines
+
+
+def _set_aside_unrecorded(submissions: Path, entries: list[dict[str, Any]]) -> list[str]:
+    """Move aside (never delete) each ``attempt-N`` folder that has no ledger line."""
+    recorded, lines = {e["attempt"] for e in entries}, []
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for folder in sorted(submissions.glob("attempt-*")):
+        found = re.fullmatch(r"attempt-(\d+)", folder.name)
+        if not found or not folder.is_dir() or int(found[1]) in recorded:
+            continue
+        aside = submissions / f"unrecorded-{folder.name}-{stamp}"
+        os.rename(folder, aside)
+        lines.append(
+            f"recovered: {folder.name} has no ledger line (a submit stopped before recording it); "
+            f"moved it aside to {aside.name}; attempt {found[1]} is free"
+        )
+    return lines
+
+
+def recover(submissions: Path) -> list[str]:
+    """Finish or roll back what a killed ``submit`` left; call it holding ``submissions_lock``.
+
+    A ledger line whose folder is still staged: the staged folder is renamed into place (finish).
+    An ``attempt-N`` folder without a ledger line: moved aside to ``unrecorded-attempt-N-TIME``
+    (roll back; nothing the user may want is deleted). Staged folders and ledger copies without
+    a line are the tool's own half-written files: removed. Returns one line per thing done.
+    """
+    if not submissions.is_dir():
+        return []
+    entries = read_ledger(submissions)
+    staged = sorted(p for p in submissions.glob(".attempt-*.tmp-*") if p.is_dir() and not p.is_symlink())
+    lines = _finish_staged(submissions, entries, staged)
+    lines += _set_aside_unrecorded(submissions, entries)
+    leftovers = staged + sorted(p for p in submissions.glob(f".{LEDGER}-*") if p.is_file())
+    discard(*leftovers)
+    if leftovers:
+        names = ", ".join(p.name for p in leftovers[:3]) + (", ..." if len(leftovers) > 3 else "")
+        lines.append(f"recovered: removed {len(leftovers)} unfinished file(s) of a stopped submit ({names})")
+    return lines
 
 
 def discard(*paths: Path | None) -> None:

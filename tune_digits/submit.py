@@ -26,10 +26,11 @@ from tune_digits.inference import write_predictions, write_submission
 from tune_digits.ledger import (
     attempts_left,
     check_attempt_number,
-    commit_attempt,
+    commit_ledger,
     current_umask,
     discard,
     read_ledger,
+    recover,
     stage_ledger,
     submissions_lock,
 )
@@ -71,10 +72,16 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     check_attempt_number(opts.attempt)
     entries = read_ledger(opts.submissions)
     used = {e["attempt"]: e for e in entries}
-    if opts.attempt in used or (opts.submissions / f"attempt-{opts.attempt}").exists():
-        when = used.get(opts.attempt, {}).get("created", "earlier")
+    if opts.attempt in used:
         left = ", ".join(map(str, attempts_left(entries))) or "none"
-        raise UserError(f"attempt {opts.attempt} was already used ({when}); attempts left: {left}")
+        raise UserError(
+            f"attempt {opts.attempt} was already used ({used[opts.attempt].get('created')}); attempts left: {left}"
+        )
+    stray = opts.submissions / f"attempt-{opts.attempt}"
+    if stray.exists() and not (opts.dry_run and stray.is_dir()):
+        raise UserError(f"{stray} exists but has no ledger line; move it away and submit again")
+    if stray.exists():
+        say(f"note: {stray.name} has no ledger line; submit moves it aside before writing attempt {opts.attempt}")
     candidates, unusable = find_candidates(opts.runs)
     sel = choose(candidates, opts.split_digest)
     sel.excluded = unusable + sel.excluded
@@ -138,6 +145,8 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
     if opts.dry_run:
         return SubmitResult(make_plan(opts, say))
     with submissions_lock(opts.submissions):
+        for line in recover(opts.submissions):
+            say(line)
         plan = make_plan(opts, say)
         pick = plan.selection.pick
         loaded = load_model(pick.folder, scoring_device(pick))
@@ -153,7 +162,7 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
             rows, notes = predict_folder(loaded, opts.test_dir)
             for note in notes:
                 say(note)
-        folder, entry = write_attempt(opts, plan, loaded, evaluation, rows)
+        folder, entry = write_attempt(opts, plan, loaded, evaluation, rows, say)
     if mode != "disabled":
         log_to_wandb(folder, entry, mode, say)
     return SubmitResult(plan, folder, entry)
@@ -233,7 +242,7 @@ def _manifest(tmp: Path, opts: SubmitOptions, plan: Plan, model: str, ev: Any) -
 
 
 def write_attempt(
-    opts: SubmitOptions, plan: Plan, loaded: Any, ev: Any, rows: list[tuple[str, int]] | None
+    opts: SubmitOptions, plan: Plan, loaded: Any, ev: Any, rows: list[tuple[str, int]] | None, say: Say = _quiet
 ) -> tuple[Path, dict[str, Any]]:
     """Write the attempt folder and its ledger line atomically; returns (folder, ledger entry)."""
     from tune_digits.config import save_config
@@ -268,13 +277,25 @@ def write_attempt(
             "num_parameters": pick.metrics.get("num_parameters"),
         }
         ledger_tmp = stage_ledger(sub, entry)
-        commit_attempt(tmp, sub / f"attempt-{n}", ledger_tmp)
+        commit_ledger(sub, ledger_tmp)  # the commit point: from here on the attempt counts
     except BaseException as exc:
         discard(tmp, ledger_tmp)
         if isinstance(exc, OSError):
             raise UserError(f"attempt {n} not submitted, nothing was written: {exc.strerror or exc}") from None
         raise
+    place_attempt(tmp, sub / f"attempt-{n}", say)
     return sub / f"attempt-{n}", entry
+
+
+def place_attempt(tmp: Path, final: Path, say: Say = _quiet) -> None:
+    """Rename the staged folder of a recorded attempt into place; if that fails the next run finishes it."""
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        say(
+            f"warning: {final.name} is recorded but its folder stays staged as {tmp.name} "
+            f"({exc.strerror or exc}); the next submit or submissions moves it into place"
+        )
 
 
 def utc_now() -> str:

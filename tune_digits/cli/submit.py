@@ -112,6 +112,8 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
             f"no submissions folder {submissions}: no attempt was made there yet "
             f"(attempts left: {', '.join(map(str, attempts_left([])))}); check --submissions"
         )
+    for line in _recover(submissions):
+        _say(line)
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
     table = Table(title=f"submissions in {submissions}")
     for col in ("#", "time (UTC)", "model", "source run", "val F1", "test F1", "Δ val", "Δ test", "files"):
@@ -143,6 +145,18 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
         console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
+
+
+def _recover(submissions: Path) -> list[str]:
+    """Finish or roll back a killed submit's leftovers, unless a submit is running now."""
+    from tune_digits.errors import UserError
+    from tune_digits.ledger import recover, submissions_lock
+
+    try:
+        with submissions_lock(submissions):
+            return recover(submissions)
+    except UserError as exc:
+        return [f"note: nothing recovered: {exc}"]
 
 
 def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
