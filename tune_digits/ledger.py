@@ -1,7 +1,8 @@
 """The submissions folder: its ledger, its lock, the atomic commit of an attempt and its integrity check.
 
 SUBMISSIONS/
-    ledger.jsonl    one JSON line per attempt, append-only
+    ledger.jsonl    one JSON line per attempt, append-only; each line's ``prev_sha256`` is the sha256
+                    of the line before it (null on the first line): a hash chain
     .lock           held (flock) while an attempt is decided and written
     attempt-N/      model.pt, config.yaml, metrics.json, predictions.csv, manifest.json,
                     submission.csv (--test-dir), model.onnx (--onnx)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -99,12 +101,22 @@ def current_umask() -> int:
     return mask
 
 
+def _lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(line number, bytes without the newline) of every non-blank line."""
+    return [(i, raw) for i, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()]
+
+
 def stage_ledger(submissions: Path, entry: dict[str, Any]) -> Path:
-    """A copy of the ledger with ``entry`` appended, beside it; os.replace it to commit."""
+    """A copy of the ledger with ``entry`` appended, beside it; os.replace it to commit.
+
+    ``entry`` gets its ``prev_sha256``: the sha256 of the ledger's last line (None for the first).
+    """
     path = submissions / LEDGER
     old = path.read_bytes() if path.is_file() else b""
     if old and not old.endswith(b"\n"):
         old += b"\n"
+    last = _lines(old)[-1][1] if _lines(old) else None
+    entry["prev_sha256"] = hashlib.sha256(last).hexdigest() if last is not None else None
     fd, tmp = tempfile.mkstemp(prefix=f".{LEDGER}-", dir=submissions)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private
@@ -181,6 +193,12 @@ def recover(submissions: Path) -> list[str]:
     if not submissions.is_dir():
         return []
     entries = read_ledger(submissions)
+    broken, _ = check_chain(submissions)
+    if broken:
+        raise UserError(
+            f"{submissions / LEDGER}: the hash chain is broken ({broken[0].split(': ', 1)[0]}); "
+            "see tune-digits submissions and restore the ledger from a backup"
+        )
     staged = sorted(p for p in submissions.glob(".attempt-*.tmp-*") if p.is_dir() and not p.is_symlink())
     lines = _finish_staged(submissions, entries, staged)
     lines += _set_aside_unrecorded(submissions, entries)
@@ -198,6 +216,57 @@ def discard(*paths: Path | None) -> None:
             shutil.rmtree(p, ignore_errors=True)
         elif p is not None:
             p.unlink(missing_ok=True)
+
+
+def check_chain(submissions: Path) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the ledger's hash chain: a ``prev_sha256`` that is not the sha256 of the
+    line before it is a broken chain; lines written before chaining (no field) are noted as unchained."""
+    path = submissions / LEDGER
+    if not path.is_file():
+        return [], []
+    problems, unchained, prev, chained = [], [], None, False
+    for i, raw in _lines(path.read_bytes()):
+        entry = json.loads(raw)
+        if "prev_sha256" not in entry:
+            if chained:
+                problems.append(f"ledger line {i}: BROKEN CHAIN: an unchained line after chained ones (inserted?)")
+            unchained.append(i)
+        else:
+            chained = True
+            if entry["prev_sha256"] != (hashlib.sha256(prev).hexdigest() if prev is not None else None):
+                where = f"line {i - 1}" if prev is not None else "nothing (it is the first line)"
+                problems.append(
+                    f"ledger line {i} (attempt {entry.get('attempt')}): BROKEN CHAIN: its prev_sha256 does not "
+                    f"match {where}; a line before it was edited, removed or inserted"
+                )
+        prev = raw
+    notes = []
+    if unchained and not problems:
+        lines = ", ".join(map(str, unchained))
+        notes.append(
+            f"note: ledger line(s) {lines} are unchained (written before hash chaining): edits there go unseen"
+        )
+    return problems, notes
+
+
+def _disagreements(folder: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Where the ledger line and the attempt's own manifest.json and metrics.json differ."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # reported as a changed or missing file
+    theirs = {"checkpoint_sha256": manifest.get("checkpoint_sha256"), "attempt": manifest.get("attempt")}
+    theirs |= {k: metrics.get(k) for k in ("val_f1", "test_f1", "test_accuracy")}
+    out = []
+    for key, value in theirs.items():
+        mine = entry.get(key)
+        same = mine == value or (
+            isinstance(mine, (int, float)) and isinstance(value, (int, float)) and abs(mine - value) < 1e-12
+        )
+        if key in entry and not same:
+            source = "metrics.json" if key in metrics else "manifest.json"
+            out.append(f"LEDGER: {key} is {mine} in the ledger but {value} in {folder.name}/{source}")
+    return out
 
 
 def check_attempt(folder: Path, entry: dict[str, Any]) -> list[str]:
@@ -223,4 +292,8 @@ def check_attempt(folder: Path, entry: dict[str, Any]) -> list[str]:
             problems.append(f"TAMPERED: file {name} changed")
     extra = sorted(p.name for p in folder.iterdir() if p.name not in expected and p.name != "manifest.json")
     problems.extend(f"TAMPERED: file {name} added" for name in extra)
-    return problems
+    metrics_changed = "TAMPERED: file metrics.json changed" in problems
+    metrics = folder / "metrics.json"
+    if metrics.is_file() and not metrics_changed and entry.get("metrics_sha256") not in (None, sha256_file(metrics)):
+        problems.append("TAMPERED: file metrics.json differs from the ledger's metrics_sha256")
+    return problems + _disagreements(folder, entry, manifest)

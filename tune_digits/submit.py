@@ -270,6 +270,7 @@ def write_attempt(
             "source_run": manifest["source"]["run"],
             "trial": manifest["source"]["trial"],
             "manifest_sha256": sha256_file(tmp / "manifest.json"),
+            "metrics_sha256": sha256_file(tmp / "metrics.json"),
             "val_f1": ev.val["f1"],
             "val_loss": ev.val["loss"],
             "test_f1": ev.test["f1"],

@@ -105,7 +105,7 @@ def _ranking_table(selection: Any, top: int = 5) -> Table:
 def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     """List the attempts, their scores and the attempts left; flag files changed since submission."""
     from tune_digits.errors import UserError
-    from tune_digits.ledger import attempts_left, check_attempt, read_ledger
+    from tune_digits.ledger import attempts_left, check_attempt, check_chain, read_ledger
 
     if not submissions.exists():
         raise UserError(
@@ -118,7 +118,7 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     table = Table(title=f"submissions in {submissions}")
     for col in ("#", "time (UTC)", "model", "source run", "val F1", "test F1", "Δ val", "Δ test", "files"):
         table.add_column(col, justify="right" if col[0] in "#vtΔ" and col != "time (UTC)" else "left")
-    problems: list[str] = []
+    problems, notes = check_chain(submissions)
     prev: dict[str, Any] | None = None
     for e in entries:
         found = check_attempt(submissions / f"attempt-{e['attempt']}", e)
@@ -141,6 +141,8 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     out.print(table)
     left = attempts_left(entries)
     out.print(f"attempts left: {len(left)} ({', '.join(map(str, left)) or 'none'})")
+    for line in notes:
+        _say(line)
     for line in problems:
         console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
     if problems:
