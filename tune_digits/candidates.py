@@ -67,6 +67,8 @@ def _read_candidate(folder: Path, root: Path) -> Candidate | str:
     val_f1, loss, n = metrics.get("val_f1"), metrics.get("val_loss"), metrics.get("num_parameters")
     if not isinstance(val_f1, (int, float)) or not math.isfinite(val_f1):
         return "metrics.json has no finite val_f1"
+    if not 0.0 <= val_f1 <= 1.0:
+        return f"metrics.json val_f1 {val_f1} is outside [0, 1] (damaged)"
     if not run.get("split_digest"):
         return "run.json has no split_digest"
     split_file = find_split_file(folder, root)

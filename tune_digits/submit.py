@@ -83,7 +83,7 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     if stray.exists():
         say(f"note: {stray.name} has no ledger line; submit moves it aside before writing attempt {opts.attempt}")
     candidates, unusable = find_candidates(opts.runs)
-    sel = choose(candidates, opts.split_digest)
+    sel = skip_unloadable(choose(candidates, opts.split_digest), say)
     sel.excluded = unusable + sel.excluded
     say(f"candidates: {len(sel.ranked)} runs under {opts.runs} on split {sel.digest}; {len(sel.excluded)} excluded")
     for line in sel.excluded[:10]:
@@ -98,6 +98,23 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     for note in plan.notes:
         say(note)
     return plan
+
+
+def skip_unloadable(sel: Selection, say: Say = _quiet) -> Selection:
+    """The selection with runs whose model.pt cannot be loaded left out, each said in one warning line."""
+    from tune_digits.inference import load_model
+
+    for i, c in enumerate(sel.ranked):
+        try:
+            load_model(c.folder)
+        except UserError as exc:
+            say(f"warning: skipped {c.name} (#{i + 1} by val F1 {c.val_f1:.4f}): {exc}")
+            sel.excluded.append(f"{c.name}: {exc}")
+            continue
+        sel.ranked = sel.ranked[i:]
+        sel.pick = c
+        return sel
+    raise UserError(f"none of the {len(sel.ranked)} runs on split {sel.digest} has a model.pt that loads; see above")
 
 
 def _rule_notes(plan: Plan, entries: list[dict[str, Any]], allow_same: bool) -> list[str]:
