@@ -182,6 +182,31 @@ def _set_aside_unrecorded(submissions: Path, entries: list[dict[str, Any]]) -> l
     return lines
 
 
+def archive_contest(submissions: Path, entries: list[dict[str, Any]]) -> str:
+    """Move the ledger and the attempt folders into ``contest-TIME-DIGEST/``; the new contest starts empty.
+
+    They are gathered in ``.contest-*.tmp`` first and that folder is renamed last; ``recover``
+    finishes an archive a kill interrupted.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"contest-{stamp}-{str(entries[0].get('split_digest', 'unknown'))[:8]}"
+    tmp = submissions / f".{name}.tmp"
+    tmp.mkdir()
+    return _finish_archive(submissions, tmp, entries)
+
+
+def _finish_archive(submissions: Path, tmp: Path, entries: list[dict[str, Any]]) -> str:
+    for e in entries:
+        folder = submissions / f"attempt-{e['attempt']}"
+        if folder.is_dir():
+            os.rename(folder, tmp / folder.name)
+    if (submissions / LEDGER).is_file():
+        os.replace(submissions / LEDGER, tmp / LEDGER)
+    final = submissions / tmp.name[1 : -len(".tmp")]
+    os.rename(tmp, final)
+    return f"archived the earlier contest ({len(entries)} attempts) to {final.name}; a new contest starts"
+
+
 def recover(submissions: Path) -> list[str]:
     """Finish or roll back what a killed ``submit`` left; call it holding ``submissions_lock``.
 
@@ -192,6 +217,10 @@ def recover(submissions: Path) -> list[str]:
     """
     if not submissions.is_dir():
         return []
+    lines = []
+    for tmp in sorted(submissions.glob(".contest-*.tmp")):
+        if tmp.is_dir() and not tmp.is_symlink():
+            lines.append("recovered: " + _finish_archive(submissions, tmp, read_ledger(submissions)))
     entries = read_ledger(submissions)
     broken, _ = check_chain(submissions)
     if broken:
@@ -200,7 +229,7 @@ def recover(submissions: Path) -> list[str]:
             "see tune-digits submissions and restore the ledger from a backup"
         )
     staged = sorted(p for p in submissions.glob(".attempt-*.tmp-*") if p.is_dir() and not p.is_symlink())
-    lines = _finish_staged(submissions, entries, staged)
+    lines += _finish_staged(submissions, entries, staged)
     lines += _set_aside_unrecorded(submissions, entries)
     leftovers = staged + sorted(p for p in submissions.glob(f".{LEDGER}-*") if p.is_file())
     discard(*leftovers)

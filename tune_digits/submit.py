@@ -21,9 +21,11 @@ from typing import Any
 
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
+from tune_digits.contest import check_new_contest, competing_digest, contest_of
 from tune_digits.errors import UserError
 from tune_digits.inference import write_predictions, write_submission
 from tune_digits.ledger import (
+    archive_contest,
     attempts_left,
     check_attempt_number,
     commit_ledger,
@@ -55,6 +57,8 @@ class SubmitOptions:
     onnx: bool = False
     split_digest: str | None = None
     wandb: str = "disabled"
+    new_contest: bool = False  # archive the contest in SUBMISSIONS and start a new one (needs yes)
+    yes: bool = False
 
 
 @dataclass
@@ -71,6 +75,11 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     """Check the rules and choose the run; writes nothing."""
     check_attempt_number(opts.attempt)
     entries = read_ledger(opts.submissions)
+    if opts.new_contest:
+        line = check_new_contest(entries, opts.yes, opts.dry_run)
+        if line:
+            say(line)
+        entries = []
     used = {e["attempt"]: e for e in entries}
     if opts.attempt in used:
         left = ", ".join(map(str, attempts_left(entries))) or "none"
@@ -78,12 +87,15 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
             f"attempt {opts.attempt} was already used ({used[opts.attempt].get('created')}); attempts left: {left}"
         )
     stray = opts.submissions / f"attempt-{opts.attempt}"
-    if stray.exists() and not (opts.dry_run and stray.is_dir()):
+    if opts.new_contest:
+        pass
+    elif stray.exists() and not (opts.dry_run and stray.is_dir()):
         raise UserError(f"{stray} exists but has no ledger line; move it away and submit again")
-    if stray.exists():
+    elif stray.exists():
         say(f"note: {stray.name} has no ledger line; submit moves it aside before writing attempt {opts.attempt}")
     candidates, unusable = find_candidates(opts.runs)
-    sel = skip_unloadable(choose(candidates, opts.split_digest), say)
+    digest = competing_digest(contest_of(entries), candidates, opts.split_digest)
+    sel = skip_unloadable(choose(candidates, digest), say)
     sel.excluded = unusable + sel.excluded
     say(f"candidates: {len(sel.ranked)} runs under {opts.runs} on split {sel.digest}; {len(sel.excluded)} excluded")
     for line in sel.excluded[:10]:
@@ -164,7 +176,10 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
     with submissions_lock(opts.submissions):
         for line in recover(opts.submissions):
             say(line)
+        entries = read_ledger(opts.submissions)
         plan = make_plan(opts, say)
+        if opts.new_contest and entries:
+            say(archive_contest(opts.submissions, entries))
         pick = plan.selection.pick
         loaded = load_model(pick.folder, scoring_device(pick))
         if opts.data is None and not pick.run.get("data_root"):
@@ -250,7 +265,8 @@ def _manifest(tmp: Path, opts: SubmitOptions, plan: Plan, model: str, ev: Any) -
         "source": {"run": str(pick.folder.resolve()), "name": pick.name, "trial": pick.run.get("trial_id", pick.name)},
         "model": model,
         "split_digest": plan.selection.digest,
-        "data_root": str(ev.data_root),
+        "split_spec": pick.run.get("split_spec"),
+        "data_root": str(Path(ev.data_root).resolve()),
         "checkpoint_sha256": plan.checkpoint_sha256,
         "files": {name: sha256_file(tmp / name) for name in others},
         "versions": versions(),
@@ -282,7 +298,16 @@ def write_attempt(
             export_onnx(loaded, tmp / "model.onnx", ev.samples)
         manifest = _manifest(tmp, opts, plan, loaded.cfg.model.name, ev)
         write_json(tmp / "manifest.json", manifest)
-        keep = ("attempt", "created", "message", "model", "checkpoint_sha256", "split_digest")
+        keep = (
+            "attempt",
+            "created",
+            "message",
+            "model",
+            "checkpoint_sha256",
+            "split_digest",
+            "split_spec",
+            "data_root",
+        )
         entry = {k: manifest[k] for k in keep} | {
             "source_run": manifest["source"]["run"],
             "trial": manifest["source"]["trial"],

@@ -45,6 +45,15 @@ def submit(
         Optional[str], typer.Option("--split-digest", help="Compete runs of this split (default: the newest run's).")
     ] = None,
     wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
+    new_contest: Annotated[
+        bool,
+        typer.Option(
+            "--new-contest",
+            help="End this folder's contest (its split) and start a new one: the ledger and attempts are archived "
+            "into contest-TIME-DIGEST/; needs --yes.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --new-contest.")] = False,
 ) -> None:
     """Submit the run with the best validation F1 as attempt N: score it on test and write submissions/attempt-N."""
     from tune_digits.submit import SubmitOptions
@@ -62,6 +71,8 @@ def submit(
         onnx=onnx,
         split_digest=split_digest,
         wandb=wandb,
+        new_contest=new_contest,
+        yes=yes,
     )
     result = submit_attempt(opts, _say)
     out.print(_ranking_table(result.plan.selection))
@@ -116,29 +127,22 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
         _say(line)
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
     table = Table(title=f"submissions in {submissions}")
-    for col in ("#", "time (UTC)", "model", "source run", "val F1", "test F1", "Δ val", "Δ test", "files"):
-        table.add_column(col, justify="right" if col[0] in "#vtΔ" and col != "time (UTC)" else "left")
+    numbers = ("#", "val F1", "test F1", "Δ val", "Δ test")
+    for col in ("#", "time (UTC)", "data", "split", "model", "message", *numbers[1:]):
+        table.add_column(col, justify="right" if col in numbers else "left")
+    table.add_column("files")
     problems, notes = check_chain(submissions)
-    prev: dict[str, Any] | None = None
     for e in entries:
         found = check_attempt(submissions / f"attempt-{e['attempt']}", e)
         problems.extend(f"attempt {e['attempt']}: {line}" for line in found)
-        table.add_row(
-            str(e["attempt"]),
-            str(e.get("created", "-")).replace("T", " ").rstrip("Z")[:16],
-            escape(str(e.get("model", "-"))),
-            escape(Path(str(e.get("source_run", "-"))).name),
-            _f(e.get("val_f1")),
-            _f(e.get("test_f1")),
-            _delta(e, prev, "val_f1"),
-            _delta(e, prev, "test_f1"),
-            "[bold red]CHANGED[/]" if found else "ok",
-        )
-        prev = e
+        table.add_row(*_attempt_cells(e, entries), "[bold red]CHANGED[/]" if found else "ok")
     listed = {f"attempt-{e['attempt']}" for e in entries}
     stray = sorted(p.name for p in submissions.glob("attempt-*") if p.is_dir() and p.name not in listed)
     problems.extend(f"{name}: not in the ledger" for name in stray)
     out.print(table)
+    archived = sorted(p.parent.name for p in submissions.glob("contest-*/ledger.jsonl"))
+    if archived:
+        out.print(f"earlier contests (archived): {', '.join(archived)}", highlight=False, soft_wrap=True)
     left = attempts_left(entries)
     out.print(f"attempts left: {len(left)} ({', '.join(map(str, left)) or 'none'})")
     for line in notes:
@@ -159,6 +163,25 @@ def _recover(submissions: Path) -> list[str]:
             return recover(submissions)
     except UserError as exc:
         return [f"note: nothing recovered: {exc}"]
+
+
+def _attempt_cells(e: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
+    """One row of ``submissions``: the deltas are against the previous attempt on the same split only."""
+    same_split = [p for p in entries if p["attempt"] < e["attempt"] and p.get("split_digest") == e.get("split_digest")]
+    prev = same_split[-1] if same_split else None
+    data = e.get("data_root")
+    return [
+        str(e["attempt"]),
+        str(e.get("created", "-")).replace("T", " ").rstrip("Z")[:16],
+        escape(Path(str(data)).name if data else "-"),
+        escape(f"{e.get('split_spec') or '-'} {str(e.get('split_digest', ''))[:8]}"),
+        escape(str(e.get("model", "-"))),
+        escape(str(e.get("message") or "-")),
+        _f(e.get("val_f1")),
+        _f(e.get("test_f1")),
+        _delta(e, prev, "val_f1"),
+        _delta(e, prev, "test_f1"),
+    ]
 
 
 def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
