@@ -53,7 +53,7 @@ def test_submit_picks_best_val_f1_and_writes_a_complete_attempt(runs: Path, tmp_
     assert manifest["source"]["run"] == str((runs / "b").resolve())
     assert manifest["message"] == "first try" and manifest["attempt"] == 1
     assert manifest["checkpoint_sha256"] == sha256_file(runs / "b" / "model.pt") == sha256_file(folder / "model.pt")
-    assert set(manifest["files"]) == {"config.yaml", "metrics.json", "predictions.csv"}
+    assert set(manifest["files"]) == {"config.yaml", "metrics.json", "predictions.csv", "val_predictions.csv"}
     assert all(sha256_file(folder / n) == h for n, h in manifest["files"].items())
     assert set(manifest["versions"]) == {"torch", "timm", "tune_digits"}
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +304,8 @@ class SplitEvaluation:
     data_root: Path
     samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
     device: str  # where it was scored: cpu or cuda
+    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
+    val_labels: list[int] = field(default_factory=list)
 
 
 def evaluate_split(
@@ -340,7 +342,11 @@ def evaluate_split(
     rows = np.sort(fs.rows(split.test))
     samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
     files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    return SplitEvaluation(scores["val"], scores["test"], files, labels, root, samples, device.type)
+    val_rows = np.sort(fs.rows(split.val))
+    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
+    return SplitEvaluation(
+        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
+    )
 
 
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
@@ -367,6 +373,14 @@ def write_predictions(path: Path, ev: SplitEvaluation) -> None:
     rows = zip(ev.test_files, ev.test_labels, ev.test["predictions"], ev.test["probabilities"], strict=True)
     cells = ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
     write_csv(path, ["file", "label", "predicted", "probability"], cells)
+
+
+def write_val_predictions(path: Path, ev: SplitEvaluation) -> None:
+    """The validation split of ``ev``, as :func:`write_predictions` writes the test split."""
+    rows = zip(ev.val_files, ev.val_labels, ev.val["predictions"], ev.val["probabilities"], strict=True)
+    write_csv(
+        path, ["file", "label", "predicted", "probability"], ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
+    )
 
 
 def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:

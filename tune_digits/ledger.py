@@ -4,8 +4,10 @@ SUBMISSIONS/
     ledger.jsonl    one JSON line per attempt, append-only; each line's ``prev_sha256`` is the sha256
                     of the line before it (null on the first line): a hash chain
     .lock           held (flock) while an attempt is decided and written
-    attempt-N/      model.pt, config.yaml, metrics.json, predictions.csv, manifest.json,
-                    submission.csv (--test-dir), model.onnx (--onnx)
+    attempt-N/      model.pt, config.yaml, metrics.json, predictions.csv, val_predictions.csv,
+                    manifest.json, submission.csv (--test-dir), model.onnx (--onnx)
+    contest-TIME-DIGEST/   an earlier contest (its ledger and attempts), archived by --new-contest
+    unrecorded-attempt-N-TIME/   an attempt folder that had no ledger line, set aside by ``recover``
 
 An attempt is staged in ``.attempt-N.tmp-*`` inside SUBMISSIONS; the one commit point is the
 ``os.replace`` of the ledger by a copy with one more line; the staged folder is renamed into

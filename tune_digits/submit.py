@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tune_digits.advice import VAL_PREDICTIONS, Advice, advise
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
 from tune_digits.contest import check_new_contest, competing_digest, contest_of
 from tune_digits.errors import UserError
-from tune_digits.inference import write_predictions, write_submission
+from tune_digits.inference import write_predictions, write_submission, write_val_predictions
 from tune_digits.ledger import (
     archive_contest,
     attempts_left,
@@ -69,6 +70,7 @@ class Plan:
     previous: dict[str, Any] | None  # the latest earlier attempt
     left: list[int]  # attempt numbers still free before this one
     notes: list[str] = field(default_factory=list)
+    advice: Advice | None = None  # expected test F1 and the chance to beat ``previous`` (from validation)
 
 
 def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
@@ -109,6 +111,9 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
         say(note)
+    plan.advice = advise(pick.folder, plan.previous, opts.submissions)
+    for line in plan.advice.lines:
+        say(line)
     return plan
 
 
@@ -274,6 +279,25 @@ def _manifest(tmp: Path, opts: SubmitOptions, plan: Plan, model: str, ev: Any) -
     }
 
 
+LEDGER_KEYS = ("attempt", "created", "message", "model", "checkpoint_sha256", "split_digest", "split_spec", "data_root")
+
+
+def ledger_entry(tmp: Path, manifest: dict[str, Any], plan: Plan, ev: Any) -> dict[str, Any]:
+    """The ledger line of the attempt staged in ``tmp`` (``prev_sha256`` is added when it is staged)."""
+    return {k: manifest[k] for k in LEDGER_KEYS} | {
+        "source_run": manifest["source"]["run"],
+        "trial": manifest["source"]["trial"],
+        "manifest_sha256": sha256_file(tmp / "manifest.json"),
+        "metrics_sha256": sha256_file(tmp / "metrics.json"),
+        "val_f1": ev.val["f1"],
+        "val_loss": ev.val["loss"],
+        "test_f1": ev.test["f1"],
+        "test_accuracy": ev.test["accuracy"],
+        "num_parameters": plan.selection.pick.metrics.get("num_parameters"),
+        **(plan.advice.record if plan.advice else {}),
+    }
+
+
 def write_attempt(
     opts: SubmitOptions, plan: Plan, loaded: Any, ev: Any, rows: list[tuple[str, int]] | None, say: Say = _quiet
 ) -> tuple[Path, dict[str, Any]]:
@@ -292,33 +316,18 @@ def write_attempt(
         save_config(loaded.cfg, tmp / "config.yaml")
         write_json(tmp / "metrics.json", attempt_metrics(plan, ev))
         write_predictions(tmp / "predictions.csv", ev)
+        write_val_predictions(tmp / VAL_PREDICTIONS, ev)
+        if plan.advice is None or not plan.advice.record:  # a run saved before val predictions were: use ours
+            plan.advice = advise(tmp, plan.previous, sub)
+            for line in plan.advice.lines:
+                say(line)
         if rows is not None:
             write_submission(tmp / "submission.csv", rows)
         if opts.onnx:
             export_onnx(loaded, tmp / "model.onnx", ev.samples)
         manifest = _manifest(tmp, opts, plan, loaded.cfg.model.name, ev)
         write_json(tmp / "manifest.json", manifest)
-        keep = (
-            "attempt",
-            "created",
-            "message",
-            "model",
-            "checkpoint_sha256",
-            "split_digest",
-            "split_spec",
-            "data_root",
-        )
-        entry = {k: manifest[k] for k in keep} | {
-            "source_run": manifest["source"]["run"],
-            "trial": manifest["source"]["trial"],
-            "manifest_sha256": sha256_file(tmp / "manifest.json"),
-            "metrics_sha256": sha256_file(tmp / "metrics.json"),
-            "val_f1": ev.val["f1"],
-            "val_loss": ev.val["loss"],
-            "test_f1": ev.test["f1"],
-            "test_accuracy": ev.test["accuracy"],
-            "num_parameters": pick.metrics.get("num_parameters"),
-        }
+        entry = ledger_entry(tmp, manifest, plan, ev)
         ledger_tmp = stage_ledger(sub, entry)
         commit_ledger(sub, ledger_tmp)  # the commit point: from here on the attempt counts
     except BaseException as exc:

@@ -75,6 +75,11 @@ def submit(
         yes=yes,
     )
     result = submit_attempt(opts, _say)
+    _print_result(result, attempt)
+
+
+def _print_result(result: Any, attempt: int) -> None:
+    """The ranking, then what was submitted (or would be, for a dry run) and the attempts left."""
     out.print(_ranking_table(result.plan.selection))
     if result.folder is None:
         left = ", ".join(map(str, result.plan.left))
@@ -127,7 +132,7 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
         _say(line)
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
     table = Table(title=f"submissions in {submissions}")
-    numbers = ("#", "val F1", "test F1", "Δ val", "Δ test")
+    numbers = ("#", "val F1", "test F1", "expected (95%)", "P(beats prev)", "Δ val", "Δ test")
     for col in ("#", "time (UTC)", "data", "split", "model", "message", *numbers[1:]):
         table.add_column(col, justify="right" if col in numbers else "left")
     table.add_column("files")
@@ -179,9 +184,19 @@ def _attempt_cells(e: dict[str, Any], entries: list[dict[str, Any]]) -> list[str
         escape(str(e.get("message") or "-")),
         _f(e.get("val_f1")),
         _f(e.get("test_f1")),
+        *_advice_cells(e),
         _delta(e, prev, "val_f1"),
         _delta(e, prev, "test_f1"),
     ]
+
+
+def _advice_cells(e: dict[str, Any]) -> list[str]:
+    """The expected test F1 with its 95 % interval and the chance to beat the previous attempt, as submitted."""
+    exp, beat = e.get("expected_test_f1") or {}, e.get("p_beats_previous") or {}
+    expected = f"{_f(exp.get('point'), 3)} [{_f(exp.get('low'), 3)}, {_f(exp.get('high'), 3)}]" if exp else "-"
+    p = beat.get("p")
+    chance = f"{p:.0%} vs {beat.get('attempt')}" if isinstance(p, (int, float)) else "-"
+    return [expected, chance]
 
 
 def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
