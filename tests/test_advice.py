@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_digits import ledger as led
-from tune_digits.advice import VAL_PREDICTIONS, speaker
+from tune_digits.advice import VAL_PREDICTIONS, percent, speaker
 from tune_digits.cli import app
 from tune_digits.cli.submit import _advice_cells
 
@@ -50,20 +50,25 @@ def test_dry_run_and_submit_give_the_expected_f1_and_the_chance_to_beat(
     assert (subs / "attempt-1" / VAL_PREDICTIONS).is_file()
     second = _submit(contest_runs / "b", subs, "--attempt", "2", "--dry-run")
     chance = re.search(
-        r"probability the pick beats attempt 1: (\d+)% \(paired bootstrap over (\d+) shared", second.output
+        r"probability the pick beats attempt 1: ([<>]?\d+)% \(paired bootstrap over (\d+) shared", second.output
     )
     assert chance, second.output
     assert _submit(contest_runs / "b", subs, "--attempt", "2").exit_code == 0
     first, entry = led.read_ledger(subs)
     assert "p_beats_previous" not in first and first["expected_test_f1"]["point"] == pytest.approx(val_f1)
-    assert round(entry["p_beats_previous"]["p"] * 100) == int(chance[1]) and entry["p_beats_previous"]["attempt"] == 1
+    p = entry["p_beats_previous"]["p"]
+    assert f"{percent(p)}" == f"{chance[1]}%" and entry["p_beats_previous"]["attempt"] == 1
     files = {r["file"] for r in csv.DictReader((subs / "attempt-2" / VAL_PREDICTIONS).open())}
     assert entry["p_beats_previous"]["clips"] == int(chance[2]) == len(files)
     est, n_speakers = entry["expected_test_f1"], len({speaker(f) for f in files})
     assert (est["unit"], est["units"]) == (("speakers", n_speakers) if n_speakers >= 5 else ("clips", len(files)))
     cells = _advice_cells(entry)
-    assert cells[0].startswith(f"{entry['expected_test_f1']['point']:.3f} [") and cells[1].endswith("% vs 1")
+    assert cells == [f"{est['low']:.3f}-{est['high']:.3f}", f"{percent(p)} vs 1"]
     assert runner.invoke(app, ["submissions", "--submissions", str(subs)]).exit_code == 0
+
+
+def test_percent_never_rounds_to_certainty() -> None:
+    assert [percent(p) for p in (0.0, 0.004, 0.5, 0.834, 0.996, 1.0)] == ["<1%", "<1%", "50%", "83%", ">99%", ">99%"]
 
 
 def test_a_run_without_saved_validation_predictions(contest_runs: Path, tmp_path: Path, tmp_cache: Path) -> None:

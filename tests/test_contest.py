@@ -100,6 +100,6 @@ def test_deltas_only_between_attempts_on_one_split() -> None:
         {"attempt": 3, "split_digest": "aaaa", "val_f1": 0.6, "test_f1": 0.45, "message": "wider"},
     ]
     rows = [_attempt_cells(e, entries) for e in entries]
-    assert rows[0][2] == "fsdd" and rows[1][3] == "demo bbbb" and rows[2][5] == "wider"
-    assert rows[1][-2:] == ["-", "-"]  # attempt 2 is on another split: no delta against attempt 1
-    assert rows[2][-2:] == ["+0.1000", "+0.0500"]  # against attempt 1, the previous one on its split
+    assert rows[0][2] == "fsdd" and rows[0][1] == "-" and rows[1][3] == "demo bbbb" and rows[2][5] == "wider"
+    assert rows[1][-1] == "-"  # attempt 2 is on another split: no delta against attempt 1
+    assert rows[2][-1] == "+0.100/+0.050"  # against attempt 1, the previous one on its split

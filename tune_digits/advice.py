@@ -37,6 +37,11 @@ def speaker(file: str) -> str:
     return parsed[1] if parsed else file
 
 
+def percent(p: float) -> str:
+    """``83%``; ``>99%`` and ``<1%`` rather than a rounded 100 % or 0 % from a finite bootstrap."""
+    return ">99%" if p > 0.99 else "<1%" if p < 0.01 else f"{p:.0%}"
+
+
 @dataclass
 class Advice:
     lines: list[str]  # what to print
@@ -85,6 +90,5 @@ def _versus(previous: dict[str, Any], mine: dict[str, tuple[int, int]], submissi
         y, [mine[f][1] for f in shared], [theirs[f][1] for f in shared], [speaker(f) for f in shared]
     )
     record["p_beats_previous"] = {"attempt": n, "p": p, "clips": len(shared)}
-    return (
-        f"probability the pick beats attempt {n}: {p:.0%} (paired bootstrap over {len(shared)} shared validation clips)"
-    )
+    how = f"paired bootstrap over {len(shared)} shared validation clips"
+    return f"probability the pick beats attempt {n}: {percent(p)} ({how})"

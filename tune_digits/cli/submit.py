@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -131,16 +132,16 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     for line in _recover(submissions):
         _say(line)
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
-    table = Table(title=f"submissions in {submissions}")
-    numbers = ("#", "val F1", "test F1", "expected (95%)", "P(beats prev)", "Δ val", "Δ test")
-    for col in ("#", "time (UTC)", "data", "split", "model", "message", *numbers[1:]):
-        table.add_column(col, justify="right" if col in numbers else "left")
-    table.add_column("files")
+    table = _submissions_table(submissions, entries)
     problems, notes = check_chain(submissions)
+    one_split = len({(e.get("data_root"), e.get("split_digest")) for e in entries}) == 1
     for e in entries:
         found = check_attempt(submissions / f"attempt-{e['attempt']}", e)
         problems.extend(f"attempt {e['attempt']}: {line}" for line in found)
-        table.add_row(*_attempt_cells(e, entries), "[bold red]CHANGED[/]" if found else "ok")
+        cells = _attempt_cells(e, entries)
+        if one_split:  # data and split are in the title, once for all attempts
+            cells = cells[:2] + cells[4:]
+        table.add_row(*cells, "[bold red]CHANGED[/]" if found else "ok")
     listed = {f"attempt-{e['attempt']}" for e in entries}
     stray = sorted(p.name for p in submissions.glob("attempt-*") if p.is_dir() and p.name not in listed)
     problems.extend(f"{name}: not in the ledger" for name in stray)
@@ -156,6 +157,23 @@ def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
         console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
+
+
+def _submissions_table(submissions: Path, entries: list[dict[str, Any]]) -> Table:
+    """The table's columns; data and split are a column each only when the attempts differ in them."""
+    splits = {(e.get("data_root"), e.get("split_digest")) for e in entries}
+    title = f"submissions in {submissions}"
+    if len(splits) == 1:
+        data, split = _attempt_cells(entries[0], entries)[2:4]
+        title += f" · data {data} · split {split}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    numbers = ("#", "val F1", "test F1", "95% interval", "P(beats)", "Δ val/test")
+    for col in ("#", "time (UTC)", "data", "split", "model", "message", *numbers[1:]):
+        if len(splits) == 1 and col in ("data", "split"):
+            continue
+        table.add_column(col, justify="right" if col in numbers else "left", no_wrap=col != "message")
+    table.add_column("files", no_wrap=True)
+    return table
 
 
 def _recover(submissions: Path) -> list[str]:
@@ -174,35 +192,37 @@ def _attempt_cells(e: dict[str, Any], entries: list[dict[str, Any]]) -> list[str
     """One row of ``submissions``: the deltas are against the previous attempt on the same split only."""
     same_split = [p for p in entries if p["attempt"] < e["attempt"] and p.get("split_digest") == e.get("split_digest")]
     prev = same_split[-1] if same_split else None
-    data = e.get("data_root")
+    data = Path(str(e.get("data_root") or "-"))
     return [
         str(e["attempt"]),
-        str(e.get("created", "-")).replace("T", " ").rstrip("Z")[:16],
-        escape(Path(str(data)).name if data else "-"),
-        escape(f"{e.get('split_spec') or '-'} {str(e.get('split_digest', ''))[:8]}"),
+        str(e.get("created") or "").replace("T", " ")[5:16] or "-",
+        escape(data.parent.name if data.name == "recordings" else data.name),
+        escape(f"{e.get('split_spec') or '-'} {str(e.get('split_digest', ''))[:6]}"),
         escape(str(e.get("model", "-"))),
         escape(str(e.get("message") or "-")),
         _f(e.get("val_f1")),
         _f(e.get("test_f1")),
         *_advice_cells(e),
-        _delta(e, prev, "val_f1"),
-        _delta(e, prev, "test_f1"),
+        f"{_delta(e, prev, 'val_f1')}/{_delta(e, prev, 'test_f1')}" if prev else "-",
     ]
 
 
 def _advice_cells(e: dict[str, Any]) -> list[str]:
-    """The expected test F1 with its 95 % interval and the chance to beat the previous attempt, as submitted."""
+    """The 95 % interval of the expected test F1 (its point is the val F1) and the chance to beat the previous
+    attempt, as they were before the attempt was spent."""
+    from tune_digits.advice import percent
+
     exp, beat = e.get("expected_test_f1") or {}, e.get("p_beats_previous") or {}
-    expected = f"{_f(exp.get('point'), 3)} [{_f(exp.get('low'), 3)}, {_f(exp.get('high'), 3)}]" if exp else "-"
+    expected = f"{_f(exp.get('low'), 3)}-{_f(exp.get('high'), 3)}" if exp else "-"
     p = beat.get("p")
-    chance = f"{p:.0%} vs {beat.get('attempt')}" if isinstance(p, (int, float)) else "-"
+    chance = f"{percent(p)} vs {beat.get('attempt')}" if isinstance(p, (int, float)) else "-"
     return [expected, chance]
 
 
 def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
     if prev is None or not isinstance(entry.get(key), (int, float)) or not isinstance(prev.get(key), (int, float)):
         return "-"
-    return f"{entry[key] - prev[key]:+.4f}"
+    return f"{entry[key] - prev[key]:+.3f}"
 
 
 @app.command()
