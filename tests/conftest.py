@@ -27,6 +27,14 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _storage_key(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The key that signs Ray's pickles in search folders lives in the test's temporary folder, not in ~."""
+    import os
+
+    os.environ["TUNE_DIGITS_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "storage.key")
+
+
 @pytest.fixture(scope="session")
 def contest_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/a (1 epoch) and runs/b (4 epochs) on the demo corpus; b has the higher val F1 (contest tests)."""
