@@ -103,3 +103,22 @@ def test_deltas_only_between_attempts_on_one_split() -> None:
     assert rows[0][2] == "fsdd" and rows[0][1] == "-" and rows[1][3] == "demo bbbb" and rows[2][5] == "wider"
     assert rows[1][-1] == "-"  # attempt 2 is on another split: no delta against attempt 1
     assert rows[2][-1] == "+0.100/+0.050"  # against attempt 1, the previous one on its split
+
+
+def test_an_archive_killed_half_way_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    for n in (1, 2):
+        (subs / f"attempt-{n}").mkdir(parents=True)
+        (subs / f"attempt-{n}" / "model.pt").write_text(f"model {n}")
+    lines = [json.dumps({"attempt": n, "split_digest": "abcd1234ffff"}) for n in (1, 2)]
+    (subs / led.LEDGER).write_text("\n".join(lines) + "\n")
+    tmp = subs / ".contest-20260101T000000Z-abcd1234.tmp"
+    tmp.mkdir()
+    (subs / "attempt-1").rename(tmp / "attempt-1")  # killed after moving the first attempt
+    done = led.recover(subs)
+    name = "contest-20260101T000000Z-abcd1234"
+    assert done == [f"recovered: archived the earlier contest (2 attempts) to {name}; a new contest starts"]
+    archive = subs / "contest-20260101T000000Z-abcd1234"
+    assert sorted(p.name for p in archive.iterdir()) == ["attempt-1", "attempt-2", led.LEDGER]
+    assert (archive / "attempt-2" / "model.pt").read_text() == "model 2"
+    assert led.read_ledger(subs) == [] and not list(subs.glob("attempt-*"))
