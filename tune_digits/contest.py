@@ -30,7 +30,8 @@ class Contest:
 
 def describe_split(spec: Any, digest: Any, data_root: Any) -> str:
     """``split becker:0 (3f2a91c0) of data fsdd``; unknown parts are ``?``."""
-    data = Path(str(data_root)).name if data_root else "?"
+    path = Path(str(data_root or "?"))
+    data = path.parent.name if path.name == "recordings" else path.name  # fsdd/recordings reads as fsdd
     return f"split {spec or '?'} ({str(digest or '?')[:8]}) of data {data}"
 
 
