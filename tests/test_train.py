@@ -391,3 +391,84 @@ def test_ema_changes_the_result_and_resumes_exactly(tones: tuple[Config, Prepare
 def test_ema_out_of_range_is_a_config_error(value: str) -> None:
     with pytest.raises(UserError, match=r"train.ema: must be in \[0, 1\)"):
         load_config(overrides=[f"train.ema={value}"])
+
+
+def _thin_corpus(root: Path) -> Path:
+    """The tones corpus without any 3 and with only two clips of 7 (one speaker's, wherever the split puts it)."""
+    make_corpus(root)
+    for path in [*root.glob("3_*.wav"), *sorted(root.glob("7_*.wav"))[2:]]:
+        path.unlink()
+    return root
+
+
+def test_prepare_warns_once_about_digits_training_barely_has(tmp_path: Path, tmp_cache: Path) -> None:
+    import warnings
+
+    from tune_digits.corpus import thin_digits
+
+    root = _thin_corpus(tmp_path / "thin")
+    cfg = load_config(overrides=[f"data.root={root}", "data.split=speakers", "train.device=cpu"])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # as the command line runs: each distinct warning once
+        data = prepare(cfg)
+        prepare(with_values(cfg, {"features.variant": "bilateral"}))  # final-eight prepares each variant
+    lines = [str(w.message) for w in seen if "clips of digit" in str(w.message)]
+    assert len(lines) == 1, lines
+    thin = thin_digits(data.catalog, data.split)
+    assert thin[3] == 0 and thin[7] <= 2 and set(thin) == {3, 7}
+    assert "\n" not in lines[0]
+    assert f"3 (0 clips), 7 ({thin[7]} clip" in lines[0] and "fewer than 5 clips of digits" in lines[0]
+
+
+def test_prepare_does_not_warn_when_every_digit_has_clips(tones: tuple[Config, Prepared]) -> None:
+    import warnings
+
+    from tune_digits.corpus import thin_digits
+
+    cfg, data = tones
+    assert thin_digits(data.catalog, data.split) == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(cfg)
+        assert thin_digits(data.catalog, data.split, minimum=100) == {d: n for d, n in _train_counts(data).items()}
+
+
+def test_prepare_warn_digits_off_for_trials(tmp_path: Path, tmp_cache: Path) -> None:
+    import warnings
+
+    root = _thin_corpus(tmp_path / "thin")
+    cfg = load_config(overrides=[f"data.root={root}", "data.split=speakers", "train.device=cpu"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(cfg, warn_digits=False)
+
+
+def _train_counts(data: Prepared) -> dict[int, int]:
+    digits = {data.catalog.rel(r): r.digit for r in data.catalog.recordings}
+    counts = {d: 0 for d in range(10)}
+    for rel in data.split.train:
+        counts[digits[rel]] += 1
+    return counts
+
+
+def test_train_command_warns_in_one_line(tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from tune_digits.cli import app
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # as outside pytest: to stderr
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    root = _thin_corpus(tmp_path / "thin")
+    args = ["train", "--data", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), "--wandb", "disabled"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        monkeypatch.setattr(warnings, "showwarning", show)
+        result = CliRunner().invoke(app, [*args, "--set", "train.threads=1", "--set", "train.device=cpu"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "clips of digit" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: the training split of ")
+    assert "3 (0 clips)" in lines[0] and lines[0].endswith("add recordings or choose another --split")

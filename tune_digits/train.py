@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tune_digits import metrics
 from tune_digits.augment import SpecAugment, mixup
 from tune_digits.config import Config
-from tune_digits.corpus import Catalog, Split, make_split, scan
+from tune_digits.corpus import Catalog, Split, make_split, scan, warn_thin_digits
 from tune_digits.data import FeatureSet, build_features, corpus_stats
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
@@ -86,11 +86,16 @@ def data_root(cfg: Config) -> Path:
     return demo_root()
 
 
-def prepare(cfg: Config, *, progress: bool = False) -> Prepared:
-    """Scan the corpus, resolve the split and open (or build) the feature cache."""
+def prepare(cfg: Config, *, progress: bool = False, warn_digits: bool = True) -> Prepared:
+    """Scan the corpus, resolve the split and open (or build) the feature cache.
+
+    ``warn_digits``: warn (once per process) when the training split has (almost) no clips of a digit.
+    """
     catalog = scan(data_root(cfg))
     d = cfg.data
     split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed, d.val_clips)
+    if warn_digits:
+        warn_thin_digits(catalog, split)
     fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
     rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
     for part, found in rows.items():
