@@ -185,6 +185,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         best_epoch=best["epoch"] if best else 0,
         train_seconds=history[-1]["seconds"] if history else 0.0,
         time_total_s=round(float(metrics.get("time_total_s", 0.0)), 3),
+        trial_index=_trial_index(metrics, result.path, trial_id),  # the report plots trials in this order
         error=error,
         failures=count_failures(Path(result.path)) if result.path else 0,
         checkpoint="",
@@ -201,6 +202,15 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
+
+
+def _trial_index(metrics: dict[str, Any], ray_path: str | None, trial_id: str) -> float:
+    """The trial's number in the order Ray created (and started) the trials, from 1: the counter that leads
+    Ray's experiment tag (``3_train.lr=0.001,...``), also in its trial folder's name; NaN when neither has it."""
+    tag = str(metrics.get("experiment_tag") or "")
+    folder = Path(ray_path or "").name
+    found = re.match(r"(\d+)(?:_|$)", tag) or re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", folder)
+    return float(found.group(1)) if found else float("nan")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -303,7 +313,9 @@ def _importance(path: Path, space: SearchSpace, done: Any) -> None:
     """Parameter importance (Optuna's PED-ANOVA) over the finished trials, when there are enough."""
     import optuna
 
-    if len(done) < 4 or not space.dims:
+    from tune_digits.report_search import MIN_TRIALS_FOR_IMPORTANCE
+
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not space.dims:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = to_optuna(space)
