@@ -520,6 +520,7 @@ def test_final_eight_picks_by_validation_and_shows_test_beside_it(tmp_path: Path
     assert "/x/runs/search/s7/best.yaml" in text and "<td>s7</td>" in text
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "Best by validation macro-F1: A raw (val 0.9900, test 0.8500)." in md
+    assert "Model A (lenet5): params /x/runs/search/s7/best.yaml (search s7); data /d, split —" in md
 
 
 def test_tables_scroll_inside_their_box(tmp_path: Path) -> None:

@@ -117,6 +117,18 @@ def sources(folder: Path) -> pd.DataFrame:
     return table.reindex(columns=[c for c in columns if c in table.columns])
 
 
+def _sources_md(folder: Path) -> str:
+    """One line per model: ``Model A (lenet5): params FILE (search NAME); data ROOT, split SPEC``."""
+    lines = []
+    for row in sources(folder).fillna("").to_dict("records"):
+        search = f" (search {row['search']})" if row.get("search") else ""
+        name = f" ({row['model_name']})" if row.get("model_name") else ""
+        params = f"params {row['params']}{search}; " if row.get("params") else ""
+        data = f"data {row.get('data') or '—'}, split {row.get('split') or '—'}"
+        lines.append(f"Model {row['model']}{name}: {params}{data}")
+    return "".join(f"{line}  \n" for line in lines) + "\n" if lines else ""
+
+
 def _bars(folder: Path, stats: pd.DataFrame, labels: list[str]) -> Path:
     plt = _plt()
     colors = ["tab:blue" if m == stats.index[0][0] else "tab:orange" for m, _, _ in stats.index]
@@ -184,7 +196,7 @@ def final_eight_files(folder: Path) -> list[Path]:
     note = f"Mean ± std over {seeds}." if many else f"{seeds[0].upper() + seeds[1:]} per configuration: no spread."
     best = best_configuration(summary)
     pick = f"Best by validation macro-F1: {best['label']} (val {best['val_f1']:.4f}, test {best['test_f1']:.4f}).\n\n"
-    md = f"# Final eight: test macro-F1\n\n{note}\n\n{pick if best else ''}{_markdown(grid)}"
+    md = f"# Final eight: test macro-F1\n\n{_sources_md(folder)}{note}\n\n{pick if best else ''}{_markdown(grid)}"
     md += "\n## Effects (test macro-F1)\n\n"
     md += "Bilateral: mean over aug settings of bilateral − raw. Augmentation: mean over variants of aug − no aug.\n\n"
     written = [_write(folder / "summary.md", md + _markdown(eff))]
