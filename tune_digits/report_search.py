@@ -111,7 +111,7 @@ def _axis(values: pd.Series, name: str) -> tuple[np.ndarray, list[tuple[float, s
     """One parallel-coordinates axis: each value's position in [0, 1] (NaN where missing) and its ticks."""
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     distinct = sorted(values.dropna().unique(), key=lambda v: (isinstance(v, str), v if numeric else str(v)))
-    if not numeric or _few_integers(distinct):
+    if not numeric or len(distinct) <= 1 or _few_integers(distinct):  # one value: drawn in the middle
         labels = [_short(v) for v in distinct]
         pos = {v: (i / (len(distinct) - 1) if len(distinct) > 1 else 0.5) for i, v in enumerate(distinct)}
         ticks = [(pos[v], label) for v, label in zip(distinct, labels, strict=True)]
