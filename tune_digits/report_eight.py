@@ -113,7 +113,7 @@ def sources(folder: Path) -> pd.DataFrame:
     else:
         return pd.DataFrame()
     columns = ["model", "model_name", "params", "search", "data", "split"]
-    table = pd.DataFrame([{"model": arm, **row} for arm, row in sorted(rows.items())])
+    table = pd.DataFrame([{"model": arm, **row} for arm, row in sorted(rows.items())]).replace("", None)  # "" -> —
     return table.reindex(columns=[c for c in columns if c in table.columns])
 
 
