@@ -162,7 +162,7 @@ def markdown_rows(text: str) -> dict[tuple[str, str], list[str]]:
 
 def test_train_run_report(tmp_path: Path) -> None:
     run = write_train_run(tmp_path / "run", np.random.default_rng(0), test_f1=0.9123)
-    html = report.build_report(run)
+    html = report.write_report(run)[-1]
     assert html == run / "report.html"
     for name in TRAIN_PLOTS:
         assert_png(run / name)
@@ -189,7 +189,7 @@ def test_search_report_with_importance(tmp_path: Path) -> None:
     assert [p.name for p in plots] == ["optimization_history.png", "param_importance.png", "param_vs_f1.png"]
     for path in plots:
         assert_png(path)
-    html = report.build_report(tmp_path / "search")
+    html = report.write_report(tmp_path / "search")[-1]
     assert len(embedded_pngs(html)) == 3
     text = html.read_text(encoding="utf-8")
     ranked = df.sort_values("val_f1", ascending=False, na_position="last")["trial_id"].tolist()
@@ -244,7 +244,7 @@ def test_effects_on_a_constructed_example(tmp_path: Path, bilateral: float, augm
         assert eff[model]["bilateral"] == pytest.approx(bilateral, abs=1e-9)
         assert eff[model]["augment"] == pytest.approx(augment, abs=1e-9)
     assert not (tmp_path / "summary.md").exists()  # effects() itself writes nothing
-    html = report.final_eight_report(tmp_path)  # run folders absent: empty panels, no crash
+    html = report.write_report(tmp_path)[-1]  # run folders absent: empty panels, no crash
     assert len(embedded_pngs(html)) == 3
     lines = [line for line in (tmp_path / "summary.md").read_text(encoding="utf-8").splitlines() if "| A |" in line]
     assert lines == [f"| A | {bilateral:+.4f} | {augment:+.4f} |"]
@@ -260,7 +260,7 @@ def test_effects_reads_csv_spellings_and_missing_cells() -> None:
 
 def test_final_eight_report_with_two_seeds(tmp_path: Path) -> None:
     summary = write_final_eight(tmp_path, seeds=(0, 1), noise=0.01)
-    html = report.final_eight_report(tmp_path)
+    html = report.write_report(tmp_path)[-1]
     assert html == tmp_path / "report.html"
     for name in EIGHT_PLOTS:
         assert_png(tmp_path / name)
@@ -292,20 +292,20 @@ def test_final_eight_with_one_seed_has_no_std(tmp_path: Path) -> None:
 def test_summary_missing_a_column_is_a_user_error(tmp_path: Path) -> None:
     pd.DataFrame({"model": ["A"], "variant": ["raw"], "augment": [False]}).to_csv(tmp_path / "summary.csv")
     with pytest.raises(UserError, match="test_f1"):
-        report.build_report(tmp_path)
+        report.write_report(tmp_path)
 
 
 def test_unknown_and_missing_folders_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("nothing to report", encoding="utf-8")
     with pytest.raises(UserError, match="no metrics.json, results.csv or summary.csv"):
-        report.build_report(tmp_path)
+        report.write_report(tmp_path)
     with pytest.raises(UserError, match="no such folder"):
-        report.build_report(tmp_path / "absent")
+        report.write_report(tmp_path / "absent")
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = write_train_run(tmp_path / "run", np.random.default_rng(0))
-    html = report.build_report(run)
+    html = report.write_report(run)[-1]
     before = html.read_bytes()
 
     def broken_replace(src: str, dst: str) -> None:
@@ -313,7 +313,7 @@ def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        report.build_report(run)
+        report.write_report(run)
     assert html.read_bytes() == before
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
 

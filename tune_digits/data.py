@@ -159,7 +159,7 @@ def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, obje
         torch.set_num_threads(threads)
 
 
-def _progress(total: int, label: str, enabled: bool):
+def _progress(label: str, enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -254,7 +254,7 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
     try:
         out = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(files), *shape))
         bad: list[str] = list(skipped or [])
-        with _progress(len(files), f"{label} features", progress) as bar:
+        with _progress(f"{label} features", progress) as bar:
             task = bar.add_task(label, total=len(files))
             for i, result in _run_chunks(fn, jobs, workers):
                 x, errs = result if isinstance(result, tuple) else (result, [])

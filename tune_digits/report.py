@@ -15,14 +15,13 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tune_digits.atomic import write_bytes, write_text
 from tune_digits.config import flatten, read_yaml
 from tune_digits.errors import UserError
 
@@ -39,20 +38,6 @@ TRAIN_METRICS += ("epochs_run", "num_parameters", "train_seconds", "device")
 UNKNOWN = "is not a train run, a search or a final-eight folder: it has no metrics.json, results.csv or summary.csv"
 
 
-def _write(path: Path, data: str | bytes) -> Path:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _plt() -> Any:
     import matplotlib
 
@@ -67,7 +52,7 @@ def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI)
     _plt().close(fig)
-    return _write(path, buf.getvalue())
+    return write_bytes(path, buf.getvalue())
 
 
 def _read_json(path: Path) -> Any:
@@ -181,7 +166,7 @@ def _train(run_dir: Path) -> list[Path]:
     table = pd.DataFrame([{k: metrics[k] for k in TRAIN_METRICS if k in metrics}])
     blocks = [_h2("Metrics"), _table(table), *notes]
     page = _page(f"Train run {run_dir.name}", facts, blocks, images)
-    return [*images, _write(run_dir / "report.html", page)]
+    return [*images, write_text(run_dir / "report.html", page)]
 
 
 def _param_columns(df: pd.DataFrame) -> list[str]:
@@ -255,7 +240,7 @@ def _search(search_dir: Path) -> list[Path]:
     if not (search_dir / "importance.json").is_file():
         blocks.append(_p("No importance.json: parameter importance was not computed for this search."))
     page = _page(f"Search {search_dir.name}", facts, blocks, images)
-    return [*images, _write(search_dir / "report.html", page)]
+    return [*images, write_text(search_dir / "report.html", page)]
 
 
 def _tidy(s: pd.DataFrame) -> pd.DataFrame:
@@ -303,12 +288,8 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
-def final_eight_report(folder: Path) -> Path:
-    """Write summary.md, test_f1.png, confusion_matrices.png, learning_curves.png and report.html; return the html."""
-    return _final_eight(Path(folder))[-1]
-
-
 def _final_eight(folder: Path) -> list[Path]:
+    """summary.md, test_f1.png, confusion_matrices.png, learning_curves.png and report.html, in that order."""
     plt = _plt()
     summary = _tidy(_read_csv(folder / "summary.csv", ("model", "variant", "augment", "test_f1")))
     stats = _configs(summary)
@@ -318,7 +299,7 @@ def _final_eight(folder: Path) -> list[Path]:
     note = f"Mean ± std over seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else "One seed per configuration."
     md = f"# Final eight: test macro-F1\n\n{note}\n\n{_markdown(grid)}\n## Effects (test macro-F1)\n\n"
     md += "Bilateral: mean over aug settings of bilateral − raw. Augmentation: mean over variants of aug − no aug.\n\n"
-    written = [_write(folder / "summary.md", md + _markdown(eff))]
+    written = [write_text(folder / "summary.md", md + _markdown(eff))]
     colors = ["tab:blue" if m == stats.index[0][0] else "tab:orange" for m, _, _ in stats.index]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bars = ax.bar(labels, stats["mean"], yerr=stats["std"].fillna(0), capsize=4, color=colors)
@@ -354,7 +335,7 @@ def _final_eight(folder: Path) -> list[Path]:
     blocks = [_h2("Test macro-F1"), _p(note), _table(grid), _h2("Effects"), _table(eff, "+.4f")]
     blocks += [_h2("All runs"), _table(summary)]
     page = _page(f"Final eight {folder.name}", facts, blocks, written[1:])
-    return [*written, _write(folder / "report.html", page)]
+    return [*written, write_text(folder / "report.html", page)]
 
 
 def write_report(run_dir: Path) -> list[Path]:
@@ -369,8 +350,3 @@ def write_report(run_dir: Path) -> list[Path]:
     if (run_dir / "metrics.json").is_file():
         return _train(run_dir)
     raise UserError(f"{run_dir} {UNKNOWN}")
-
-
-def build_report(run_dir: Path) -> Path:
-    """Dispatch on the kind of ``run_dir`` (train run, search, final eight) and return the path of its report.html."""
-    return write_report(run_dir)[-1]

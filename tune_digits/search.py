@@ -291,9 +291,9 @@ def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path)
         save_config(replace(cfg, data=replace(cfg.data, root=str(data_root))), path / "best.yaml")
     _importance(path, space, done)
     try:
-        from tune_digits.report import build_report
+        from tune_digits.report import write_report
 
-        build_report(path)
+        write_report(path)
     except (ImportError, ValueError, KeyError) as exc:
         (path / "report_error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     return path
