@@ -200,6 +200,43 @@ class TrainConfig:
         _check(self.threads >= 0, "train.threads", "must be >= 0", self.threads)
 
 
+MAX_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How ``tune-digits search`` searches; a search space's ``search:`` section sets it, ``--set search.*`` too."""
+
+    metric: str = "val_f1"
+    mode: str = "max"
+    num_samples: int = 16
+    max_epochs: int = 20
+    grace_period: int = 2  # epochs every trial runs before ASHA may stop it
+    reduction_factor: int = 3
+    seed: int = 0
+    max_concurrent: int = 0  # 0 = as many as the resources allow
+    time_budget: float = 0.0  # seconds; 0 = no limit
+    max_failures: int = 1  # retries of a failed trial
+
+    def __post_init__(self) -> None:
+        metrics = ("val_f1", "val_accuracy", "val_loss")
+        _check(self.metric in metrics, "search.metric", "must be val_f1, val_accuracy or val_loss", self.metric)
+        _check(self.mode in ("max", "min"), "search.mode", "must be max or min", self.mode)
+        _check(self.num_samples >= 1, "search.num_samples", "must be >= 1", self.num_samples)
+        _check(
+            self.num_samples <= MAX_SAMPLES,
+            "search.num_samples",
+            f"must be <= {MAX_SAMPLES} (Ray keeps every trial in memory and on disk; run several searches)",
+            self.num_samples,
+        )
+        _check(self.max_epochs >= 1, "search.max_epochs", "must be >= 1", self.max_epochs)
+        _check(self.grace_period >= 1, "search.grace_period", "must be >= 1", self.grace_period)
+        _check(self.reduction_factor >= 2, "search.reduction_factor", "must be >= 2", self.reduction_factor)
+        _check(self.max_concurrent >= 0, "search.max_concurrent", "must be >= 0", self.max_concurrent)
+        _check(self.time_budget >= 0, "search.time_budget", "must be >= 0", self.time_budget)
+        _check(self.max_failures >= 0, "search.max_failures", "must be >= 0", self.max_failures)
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -209,6 +246,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         nyquist = self.audio.sample_rate / 2
@@ -228,6 +266,7 @@ _SECTION_TYPES = {
     "augment": AugmentConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "search": SearchConfig,
 }
 
 

@@ -77,7 +77,7 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
 
     path = check_target(opts)
     wandb_mode = resolve_mode(opts.wandb)
-    base = space.base_config(parse_overrides(list(opts.overrides)))
+    space, base = space.with_overrides(parse_overrides(list(opts.overrides)))  # --set search.* included
     if opts.resume:
         base = from_flat(json.loads((path / "base_config.json").read_text(encoding="utf-8")))
     data = prepare(base, progress=opts.progress)  # builds the shared feature cache once, before any trial

@@ -37,27 +37,22 @@ def search(
     wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler.")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a fixed setting: --set train.patience=5.")
+        Optional[list[str]], typer.Option("--set", help="Override a setting: train.patience=5, search.num_samples=4.")
     ] = None,
 ) -> None:
     """Tune hyperparameters with Ray Tune, Optuna (TPE) and ASHA early stopping."""
-    from dataclasses import replace
-
+    from tune_digits.config import parse_overrides
     from tune_digits.search import SearchOptions, run_search, search_dir
     from tune_digits.space import load_space
 
     sp = load_space(space)
-    changes = {
-        "num_samples": num_samples,
-        "max_epochs": max_epochs,
-        "time_budget": time_budget,
-        "max_concurrent": max_concurrent,
-        "seed": seed,
-    }
-    sp = replace(sp, search=replace(sp.search, **{k: v for k, v in changes.items() if v is not None}))
     if resume and not name:
         raise typer.BadParameter("--resume needs the --name of the search to continue")
-    flags = overrides_from_flags(data=data, split=split) + list(set_ or [])
+    settings = {"num_samples": num_samples, "max_epochs": max_epochs, "time_budget": time_budget}
+    settings |= {"max_concurrent": max_concurrent, "seed": seed}
+    flags = overrides_from_flags(data=data, split=split)
+    flags += [f"search.{key}={value}" for key, value in settings.items() if value is not None] + list(set_ or [])
+    sp = sp.with_overrides(parse_overrides(flags))[0]  # a bad setting fails now, before anything is announced
     opts = SearchOptions(
         name=name or f"{space.stem}-{time.strftime('%Y%m%d-%H%M%S')}",
         storage=storage,
