@@ -142,9 +142,9 @@ class FitResult:
 def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -> bool:
     """Whether the model trains faster in channels-last memory format.
 
-    timm networks: always (depthwise and 1x1 convolutions run ~1.5x faster on a CPU). LeNet-5 on a CPU
-    from 16 channels in its first convolution: an epoch of 2,000 clips on one thread took 3.5 s instead of
-    4.9 s at 16/32 and 7.3 s instead of 10.7 s at 32/64, but 3.3 s instead of 2.0 s at 6/16.
+    timm networks: always (their depthwise and 1x1 convolutions are faster so on a CPU). LeNet-5: on a CPU
+    from 16 channels in its first convolution; narrower ones are slower in it (docs/accuracy.md,
+    "Measurements behind code defaults").
     """
     if model != "lenet5":
         return True
