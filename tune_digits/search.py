@@ -55,6 +55,24 @@ def search_dir(opts: SearchOptions) -> Path:
     return (opts.storage / opts.name).resolve()
 
 
+def default_name(space: Path, stamp: str | None = None) -> str:
+    """``SPACE-TIME``: the space file's stem and the start time."""
+    return f"{space.stem}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def settings_overrides(**settings: Any) -> list[str]:
+    """``num_samples=4`` style flags as ``search.num_samples=4`` overrides; unset (None) ones are skipped."""
+    return [f"search.{key}={value}" for key, value in settings.items() if value is not None]
+
+
+def resume_line(space: Path, opts: SearchOptions) -> str | None:
+    """What to print when the search is interrupted: how to resume it; None when it left nothing to resume."""
+    if not search_dir(opts).is_dir():
+        return None
+    again = f"tune-digits search --space {space} --storage {opts.storage} --name {opts.name} --resume"
+    return f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}"
+
+
 def check_target(opts: SearchOptions) -> Path:
     """Refuse to overwrite a search; refuse to resume one that does not exist. Creates nothing."""
     check_name(opts.name)
