@@ -238,3 +238,17 @@ def test_with_values_keeps_the_base() -> None:
     assert base.train.lr == Config().train.lr  # frozen: the base is not changed
     with pytest.raises(ConfigError, match="unknown config key"):
         with_values(base, {"train.nope": 1})
+
+
+def test_a_model_trained_with_a_removed_experiment_still_loads(tmp_path: Path) -> None:
+    from tune_digits.checkpoint import save_checkpoint
+    from tune_digits.features import spectrogram_shape
+    from tune_digits.inference import build_model, load_model
+
+    cfg = load_config(overrides=["model.channels=[4,8]", "model.fc=[16]"])
+    shape = spectrogram_shape(cfg.audio, cfg.features)
+    saved = {**to_flat(cfg), "train.ema": 0.998, "augment.mixup": 0.3}  # what such a run's model.pt holds
+    save_checkpoint(tmp_path / "model.pt", build_model(cfg, shape).state_dict(), saved, {"input_shape": list(shape)})
+    assert load_model(tmp_path).cfg == cfg  # predict and submit can still use it
+    with pytest.raises(ConfigError, match="removed"):
+        from_flat(saved)  # but training with it again says what happened

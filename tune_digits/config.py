@@ -162,6 +162,12 @@ def from_flat(values: dict[str, Any], base: Config | None = None) -> Config:
     return Config(**parts)
 
 
+def from_saved(values: dict[str, Any]) -> Config:
+    """The config a saved model was trained with: a removed experiment's setting, whatever its value, only
+    changed how the weights were trained, so it is dropped and the model stays usable."""
+    return from_flat({key: value for key, value in values.items() if key not in REMOVED})
+
+
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     """Nested plain dict (tuples as lists), as written to config.yaml."""
     out = dataclasses.asdict(cfg)
