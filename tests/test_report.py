@@ -172,7 +172,7 @@ def markdown_rows(text: str) -> dict[tuple[str, str], list[str]]:
 
 def test_train_run_report(tmp_path: Path) -> None:
     run = write_train_run(tmp_path / "run", np.random.default_rng(0), test_f1=0.9123)
-    html = report.build_report(run)
+    html = report.write_report(run)[-1]
     assert html == run / "report.html"
     for name in TRAIN_PLOTS:
         assert_png(run / name)
@@ -199,7 +199,7 @@ def test_search_report_with_importance(tmp_path: Path) -> None:
     assert [p.name for p in plots] == SEARCH_PLOTS
     for path in plots:
         assert_png(path)
-    html = report.build_report(tmp_path / "search")
+    html = report.write_report(tmp_path / "search")[-1]
     assert len(embedded_pngs(html)) == 5
     text = html.read_text(encoding="utf-8")
     ranked = df.sort_values("val_f1", ascending=False, na_position="last")["trial_id"].tolist()
@@ -254,7 +254,7 @@ def test_effects_on_a_constructed_example(tmp_path: Path, bilateral: float, augm
         assert eff[model]["bilateral"] == pytest.approx(bilateral, abs=1e-9)
         assert eff[model]["augment"] == pytest.approx(augment, abs=1e-9)
     assert not (tmp_path / "summary.md").exists()  # effects() itself writes nothing
-    html = report.final_eight_report(tmp_path)  # run folders absent: empty panels, no crash
+    html = report.write_report(tmp_path)[-1]  # run folders absent: empty panels, no crash
     assert len(embedded_pngs(html)) == 3
     lines = [line for line in (tmp_path / "summary.md").read_text(encoding="utf-8").splitlines() if "| A |" in line]
     assert lines == [f"| A | {bilateral:+.4f} | {augment:+.4f} |"]
@@ -270,7 +270,7 @@ def test_effects_reads_csv_spellings_and_missing_cells() -> None:
 
 def test_final_eight_report_with_two_seeds(tmp_path: Path) -> None:
     summary = write_final_eight(tmp_path, seeds=(0, 1), noise=0.01)
-    html = report.final_eight_report(tmp_path)
+    html = report.write_report(tmp_path)[-1]
     assert html == tmp_path / "report.html"
     for name in EIGHT_PLOTS:
         assert_png(tmp_path / name)
@@ -302,20 +302,20 @@ def test_final_eight_with_one_seed_has_no_std(tmp_path: Path) -> None:
 def test_summary_missing_a_column_is_a_user_error(tmp_path: Path) -> None:
     pd.DataFrame({"model": ["A"], "variant": ["raw"], "augment": [False]}).to_csv(tmp_path / "summary.csv")
     with pytest.raises(UserError, match="test_f1"):
-        report.build_report(tmp_path)
+        report.write_report(tmp_path)
 
 
 def test_unknown_and_missing_folders_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("nothing to report", encoding="utf-8")
     with pytest.raises(UserError, match="no metrics.json, results.csv or summary.csv"):
-        report.build_report(tmp_path)
+        report.write_report(tmp_path)
     with pytest.raises(UserError, match="no such folder"):
-        report.build_report(tmp_path / "absent")
+        report.write_report(tmp_path / "absent")
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = write_train_run(tmp_path / "run", np.random.default_rng(0))
-    html = report.build_report(run)
+    html = report.write_report(run)[-1]
     before = html.read_bytes()
 
     def broken_replace(src: str, dst: str) -> None:
@@ -323,7 +323,7 @@ def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        report.build_report(run)
+        report.write_report(run)
     assert html.read_bytes() == before
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
 
@@ -488,7 +488,7 @@ def test_error_bars_only_with_seeds_to_spread(
 ) -> None:
     figures = _captured_figures(monkeypatch)
     write_final_eight(tmp_path, seeds=seeds, runs=False)
-    html = report.final_eight_report(tmp_path).read_text(encoding="utf-8")
+    html = report.write_report(tmp_path)[-1].read_text(encoding="utf-8")
     kinds = {type(c).__name__ for c in figures["test_f1.png"].axes[0].containers}
     assert ("ErrorbarContainer" in kinds) == errorbars and "BarContainer" in kinds
     assert ("1 seed (0)" if len(seeds) == 1 else "2 seeds (0, 1)") in html
@@ -497,7 +497,7 @@ def test_error_bars_only_with_seeds_to_spread(
 def test_confusion_matrices_say_they_are_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures = _captured_figures(monkeypatch)
     write_final_eight(tmp_path, seeds=(0,))
-    html = report.final_eight_report(tmp_path).read_text(encoding="utf-8")
+    html = report.write_report(tmp_path)[-1].read_text(encoding="utf-8")
     fig = figures["confusion_matrices.png"]
     assert "test split" in fig._suptitle.get_text()
     assert all(": test (1 run)" in ax.get_title() for ax in fig.axes if ax.get_visible())
@@ -513,7 +513,7 @@ def test_final_eight_picks_by_validation_and_shows_test_beside_it(tmp_path: Path
     (tmp_path / "sources.json").write_text(json.dumps(sources), encoding="utf-8")
     best = report.best_configuration(summary)
     assert best["label"] == "A raw" and best["val_f1"] == pytest.approx(0.99) and best["test_f1"] == pytest.approx(0.85)
-    text = report.final_eight_report(tmp_path).read_text(encoding="utf-8")
+    text = report.write_report(tmp_path)[-1].read_text(encoding="utf-8")
     assert "best configuration (by val macro-F1)</th><td>A raw</td>" in text
     assert "its test macro-F1 (not used to pick)</th><td>0.8500</td>" in text
     assert "B bilateral +aug" not in text.split("<h2>")[0]  # the test-best is no headline
@@ -525,6 +525,6 @@ def test_final_eight_picks_by_validation_and_shows_test_beside_it(tmp_path: Path
 
 def test_tables_scroll_inside_their_box(tmp_path: Path) -> None:
     write_search(tmp_path / "s")
-    text = report.build_report(tmp_path / "s").read_text(encoding="utf-8")
+    text = report.write_report(tmp_path / "s")[-1].read_text(encoding="utf-8")
     assert text.count('<div class="table"><table>') == text.count("<table>") >= 2
     assert ".table{overflow-x:auto" in text

@@ -57,9 +57,9 @@ def test_search_and_final_eight_reports_render_in_chromium(tmp_path: Path) -> No
     df = write_search(tmp_path / "search")
     wide = {f"augment.knob_{i}": np.linspace(0, 1, len(df)) for i in range(8)}  # a leaderboard wider than the page
     df.assign(**wide).to_csv(tmp_path / "search" / "results.csv", index=False)
-    search = report.build_report(tmp_path / "search")
+    search = report.write_report(tmp_path / "search")[-1]
     write_final_eight(tmp_path / "eight", seeds=(0,))
-    eight = report.build_report(tmp_path / "eight")
+    eight = report.write_report(tmp_path / "eight")[-1]
     broken = tmp_path / "broken.html"  # the control: a page whose image cannot load must be caught
     broken.write_text(eight.read_text(encoding="utf-8").replace("base64,", "base64,AAAA", 1), encoding="utf-8")
     results = open_pages(exe, [search, eight, broken], tmp_path)

@@ -345,54 +345,6 @@ def test_wide_lenet_trains_channels_last_on_cpu_and_matches_the_plain_layout(
         torch.testing.assert_close(trainer.model(xb), plain.model(xb), rtol=1e-4, atol=1e-4)
 
 
-def test_ema_validates_and_keeps_the_moving_average(tones: tuple[Config, Prepared]) -> None:
-    cfg, data = tones
-    decay = 0.9
-    ema_cfg = with_values(cfg, {"train.ema": decay, "train.epochs": 2})
-    trainer = Trainer(ema_cfg, data)
-    name, param = next(iter(trainer.model.named_parameters()))
-    steps: list[torch.Tensor] = []  # the weights after each optimiser step
-    trainer.opt.register_step_post_hook(lambda *_: steps.append(param.detach().clone()))
-    record = trainer.step()
-    expected = steps[0]  # the average starts at the first step's weights, then decays towards each new one
-    for weights in steps[1:]:
-        expected = decay * expected + (1 - decay) * weights
-    averaged = dict(trainer.ema.module.named_parameters())[name]
-    assert torch.allclose(averaged, expected, atol=1e-6)
-    assert not torch.allclose(averaged, steps[-1])  # not the last step's weights
-    val = evaluate(trainer.ema.module, trainer.x_val, trainer.y_val, cfg.features.normalize, data.norm)
-    assert record["val_f1"] == pytest.approx(val["f1"]) and record["val_loss"] == pytest.approx(val["loss"])
-    assert all(torch.equal(trainer.best_state[k], v.cpu()) for k, v in trainer.ema.module.state_dict().items())
-
-
-def test_ema_changes_the_result_and_resumes_exactly(tones: tuple[Config, Prepared]) -> None:
-    cfg, data = tones
-    overrides = ["train.epochs=3", "train.ema=0.95"]
-    full = run(cfg, data, overrides)
-    assert without_time(full.history) != without_time(run(cfg, data, ["train.epochs=3"]).history)
-    saved: dict[str, Any] = {}
-
-    def stop_after_one(record: dict[str, Any], state: Any) -> None:
-        if record["epoch"] == 1:
-            saved.update(state())
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(cfg, data, overrides, on_epoch=stop_after_one)
-    resumed = run(cfg, data, overrides, resume=saved)
-    assert without_time(resumed.history) == without_time(full.history)
-    assert all(torch.equal(resumed.state_dict[k], full.state_dict[k]) for k in full.state_dict)
-    saved.pop("ema")
-    with pytest.raises(UserError, match="train.ema cannot resume a run saved without it"):
-        run(cfg, data, overrides, resume=saved)
-
-
-@pytest.mark.parametrize("value", ["1", "-0.1", "1.5"])
-def test_ema_out_of_range_is_a_config_error(value: str) -> None:
-    with pytest.raises(UserError, match=r"train.ema: must be in \[0, 1\)"):
-        load_config(overrides=[f"train.ema={value}"])
-
-
 def _thin_corpus(root: Path) -> Path:
     """The tones corpus without any 3 and with only two clips of 7 (one speaker's, wherever the split puts it)."""
     make_corpus(root)

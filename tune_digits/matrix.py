@@ -275,7 +275,7 @@ def write_summary(folder: Path) -> Path:
         sorted(rows.values(), key=lambda r: (r["model"], r["variant"] != "raw", r["augment"], r["seed"]))
     )
     table[SUMMARY_COLUMNS].to_csv(folder / "summary.csv", index=False)
-    from tune_digits.report import final_eight_report
+    from tune_digits.report import write_report
 
-    final_eight_report(folder)
+    write_report(folder)
     return folder

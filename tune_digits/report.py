@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tune_digits.atomic import write_text
 from tune_digits.config import flatten, read_yaml
 from tune_digits.errors import UserError
 from tune_digits.report_base import (
@@ -28,12 +29,11 @@ from tune_digits.report_base import (
     _save,
     _style,
     _table,
-    _write,
 )
-from tune_digits.report_eight import best_configuration, effects, final_eight_files, final_eight_report
+from tune_digits.report_eight import best_configuration, effects, final_eight_files
 from tune_digits.report_search import _param_panel, parallel_coordinates, search_plots, search_report
 
-__all__ = ["best_configuration", "build_report", "effects", "final_eight_report", "search_plots", "write_report"]
+__all__ = ["best_configuration", "effects", "search_plots", "write_report"]
 __all__ += ["_param_panel", "parallel_coordinates"]
 TRAIN_FACTS = ("model.name", "features.variant", "augment.enabled", "data.root", "data.split", "train.seed")
 TRAIN_METRICS = ("val_f1", "val_accuracy", "val_loss", "test_f1", "test_accuracy", "test_loss", "best_epoch")
@@ -73,7 +73,7 @@ def _train(run_dir: Path) -> list[Path]:
     table = pd.DataFrame([{k: metrics[k] for k in TRAIN_METRICS if k in metrics}])
     blocks = [_h2("Metrics"), _table(table), *notes]
     page = _page(f"Train run {run_dir.name}", facts, blocks, images)
-    return [*images, _write(run_dir / "report.html", page)]
+    return [*images, write_text(run_dir / "report.html", page)]
 
 
 def write_report(run_dir: Path) -> list[Path]:
@@ -88,8 +88,3 @@ def write_report(run_dir: Path) -> list[Path]:
     if (run_dir / "metrics.json").is_file():
         return _train(run_dir)
     raise UserError(f"{run_dir} {UNKNOWN}")
-
-
-def build_report(run_dir: Path) -> Path:
-    """Dispatch on the kind of ``run_dir`` (train run, search, final eight) and return the path of its report.html."""
-    return write_report(run_dir)[-1]

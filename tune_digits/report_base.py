@@ -6,14 +6,13 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tune_digits.atomic import write_bytes
 from tune_digits.errors import UserError
 
 DPI = 110
@@ -23,20 +22,6 @@ CSS = (  # one column that fits a 1,400 px window; a wide table scrolls inside i
     "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}td{max-width:40em;overflow-wrap:break-word}"
     "th{background:#f2f2f2}img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{color:#666;font-size:90%}"
 )
-
-
-def _write(path: Path, data: str | bytes) -> Path:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _plt() -> Any:
@@ -53,7 +38,7 @@ def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI)
     _plt().close(fig)
-    return _write(path, buf.getvalue())
+    return write_bytes(path, buf.getvalue())
 
 
 def _read_json(path: Path) -> Any:

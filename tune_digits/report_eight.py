@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tune_digits.atomic import write_text
 from tune_digits.report_base import (
     Html,
     _confusion,
@@ -21,7 +22,6 @@ from tune_digits.report_base import (
     _save,
     _style,
     _table,
-    _write,
 )
 
 VARIANTS = ["raw", "bilateral"]
@@ -181,12 +181,8 @@ def _facts(folder: Path, summary: pd.DataFrame, best: dict[str, Any]) -> dict[st
     return facts
 
 
-def final_eight_report(folder: Path) -> Path:
-    """Write summary.md, test_f1.png, confusion_matrices.png, learning_curves.png and report.html; return the html."""
-    return final_eight_files(Path(folder))[-1]
-
-
 def final_eight_files(folder: Path) -> list[Path]:
+    """summary.md, test_f1.png, confusion_matrices.png, learning_curves.png and report.html, in that order."""
     summary = _tidy(_read_csv(folder / "summary.csv", ("model", "variant", "augment", "test_f1")))
     stats = _configs(summary)
     labels = [_label(k) for k in stats.index]
@@ -199,13 +195,13 @@ def final_eight_files(folder: Path) -> list[Path]:
     md = f"# Final eight: test macro-F1\n\n{_sources_md(folder)}{note}\n\n{pick if best else ''}{_markdown(grid)}"
     md += "\n## Effects (test macro-F1)\n\n"
     md += "Bilateral: mean over aug settings of bilateral − raw. Augmentation: mean over variants of aug − no aug.\n\n"
-    written = [_write(folder / "summary.md", md + _markdown(eff))]
+    written = [write_text(folder / "summary.md", md + _markdown(eff))]
     written += [_bars(folder, stats, labels), *_run_plots(folder, summary, stats, labels)]
     captions = ["Test macro-F1 per configuration", "Test-split confusion matrices", "Validation curves"]
     blocks = _blocks(folder, summary, grid, eff, note)
     images = list(zip(written[1:], captions, strict=True))
     page = _page(f"Final eight {folder.name}", _facts(folder, summary, best), blocks, images)
-    return [*written, _write(folder / "report.html", page)]
+    return [*written, write_text(folder / "report.html", page)]
 
 
 def _blocks(folder: Path, summary: pd.DataFrame, grid: pd.DataFrame, eff: pd.DataFrame, note: str) -> list[Html]:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tune_digits.report_base import Html, _h2, _p, _page, _plt, _read_csv, _read_json, _save, _style, _table, _write
+from tune_digits.atomic import write_text
+from tune_digits.report_base import Html, _h2, _p, _page, _plt, _read_csv, _read_json, _save, _style, _table
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer finished trials and an importance ranking is mostly noise
 FEW_VALUES = 6  # a numeric setting with at most this many values is ticked at exactly those values
@@ -260,4 +261,4 @@ def search_report(search_dir: Path) -> list[Path]:
         blocks += [_h2("Failed trials"), _table(failed[cols])]
     blocks += _notes(search_dir, df, images)
     page = _page(f"Search {search_dir.name}", facts, blocks, images)
-    return [*(p for p, _ in images), _write(search_dir / "report.html", page)]
+    return [*(p for p, _ in images), write_text(search_dir / "report.html", page)]

@@ -55,6 +55,24 @@ def search_dir(opts: SearchOptions) -> Path:
     return (opts.storage / opts.name).resolve()
 
 
+def default_name(space: Path, stamp: str | None = None) -> str:
+    """``SPACE-TIME``: the space file's stem and the start time."""
+    return f"{space.stem}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def settings_overrides(**settings: Any) -> list[str]:
+    """``num_samples=4`` style flags as ``search.num_samples=4`` overrides; unset (None) ones are skipped."""
+    return [f"search.{key}={value}" for key, value in settings.items() if value is not None]
+
+
+def resume_line(space: Path, opts: SearchOptions) -> str | None:
+    """What to print when the search is interrupted: how to resume it; None when it left nothing to resume."""
+    if not search_dir(opts).is_dir():
+        return None
+    again = f"tune-digits search --space {space} --storage {opts.storage} --name {opts.name} --resume"
+    return f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}"
+
+
 def check_target(opts: SearchOptions) -> Path:
     """Refuse to overwrite a search; refuse to resume one that does not exist. Creates nothing."""
     check_name(opts.name)
@@ -81,7 +99,7 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
 
     path = check_target(opts)
     wandb_mode = resolve_mode(opts.wandb)
-    base = space.base_config(parse_overrides(list(opts.overrides)))
+    space, base = space.with_overrides(parse_overrides(list(opts.overrides)))  # --set search.* included
     if opts.resume:
         base = from_flat(json.loads((path / "base_config.json").read_text(encoding="utf-8")))
     data = prepare(base, progress=opts.progress)  # builds the shared feature cache once, before any trial
@@ -305,9 +323,9 @@ def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path)
         save_config(replace(cfg, data=replace(cfg.data, root=str(data_root))), path / "best.yaml")
     _importance(path, space, done)
     try:
-        from tune_digits.report import build_report
+        from tune_digits.report import write_report
 
-        build_report(path)
+        write_report(path)
     except (ImportError, ValueError, KeyError) as exc:
         (path / "report_error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     return path
