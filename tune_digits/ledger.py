@@ -25,12 +25,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tune_digits.atomic import stage_bytes
 from tune_digits.checkpoint import sha256_file
 from tune_digits.errors import UserError
 
@@ -96,13 +96,6 @@ def submissions_lock(submissions: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def current_umask() -> int:
-    """The process umask (os.umask reads it only by setting it, so it is set back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _lines(data: bytes) -> list[tuple[int, bytes]]:
     """(line number, bytes without the newline) of every non-blank line."""
     return [(i, raw) for i, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()]
@@ -119,17 +112,7 @@ def stage_ledger(submissions: Path, entry: dict[str, Any]) -> Path:
         old += b"\n"
     last = _lines(old)[-1][1] if _lines(old) else None
     entry["prev_sha256"] = hashlib.sha256(last).hexdigest() if last is not None else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGER}-", dir=submissions)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(old + (json.dumps(entry, sort_keys=True) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return stage_bytes(path, old + (json.dumps(entry, sort_keys=True) + "\n").encode())
 
 
 def commit_ledger(submissions: Path, ledger_tmp: Path) -> None:
