@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tune_digits.atomic import write_text
 from tune_digits.audio import AudioReadError, load_audio
-from tune_digits.checkpoint import atomic_write_bytes, load_checkpoint
-from tune_digits.config import Config, from_flat
+from tune_digits.checkpoint import load_checkpoint
+from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
@@ -72,7 +73,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
     path = path / "model.pt" if folder else path
     payload = load_checkpoint(path)
-    cfg = from_flat(dict(payload.get("config") or {}))
+    cfg = from_saved(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
     shape = tuple(metrics.get("input_shape") or spectrogram_shape(cfg.audio, cfg.features))
     norm_values = metrics.get("norm") or (0.0, 1.0)
@@ -304,6 +305,8 @@ class SplitEvaluation:
     data_root: Path
     samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
     device: str  # where it was scored: cpu or cuda
+    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
+    val_labels: list[int] = field(default_factory=list)
 
 
 def evaluate_split(
@@ -340,7 +343,11 @@ def evaluate_split(
     rows = np.sort(fs.rows(split.test))
     samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
     files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    return SplitEvaluation(scores["val"], scores["test"], files, labels, root, samples, device.type)
+    val_rows = np.sort(fs.rows(split.val))
+    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
+    return SplitEvaluation(
+        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
+    )
 
 
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
@@ -369,6 +376,14 @@ def write_predictions(path: Path, ev: SplitEvaluation) -> None:
     write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
 
+def write_val_predictions(path: Path, ev: SplitEvaluation) -> None:
+    """The validation split of ``ev``, as :func:`write_predictions` writes the test split."""
+    rows = zip(ev.val_files, ev.val_labels, ev.val["predictions"], ev.val["probabilities"], strict=True)
+    write_csv(
+        path, ["file", "label", "predicted", "probability"], ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
+    )
+
+
 def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
     """The contest's CSV: ``id,label`` (ids relative to the test folder, see :func:`csv_name`)."""
     write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
@@ -382,4 +397,4 @@ def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write a CSV atomically, every text cell made safe for spreadsheets (see :mod:`tune_digits.safe_csv`)."""
-    atomic_write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))
+    write_text(path, csv_text(header, rows))

@@ -7,6 +7,7 @@ OUT/
     history.jsonl / history.csv   one row per epoch
     split.json       the resolved split (file lists), reusable with --split OUT/split.json
     predictions.csv  test files: file, label, predicted, probability
+    val_predictions.csv  the same for the validation files (what submit's bootstrap advice reads)
     run.json         what made the run: kind, time, data folder, split digest, feature cache key
 
 The folder is built under a temporary name and renamed at the end: an interrupted
@@ -27,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tune_digits.atomic import make_public
 from tune_digits.checkpoint import save_checkpoint
 from tune_digits.config import Config, save_config, to_flat
 from tune_digits.corpus import Split, save_split
@@ -80,6 +82,7 @@ def write_run_files(out: Path, cfg: Config, data: Prepared, result: FitResult, k
     save_checkpoint(out / "model.pt", result.state_dict, to_flat(cfg), metrics)
     write_history_csv(out / "history.csv", result.history)
     write_predictions(out / "predictions.csv", data, result)
+    write_predictions(out / "val_predictions.csv", data, result, "val")
     meta = {
         "kind": kind,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -101,15 +104,15 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
-def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
-    """Test predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
+def write_predictions(path: Path, data: Prepared, result: FitResult, part: str = "test") -> None:
+    """Test (or val) predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
     from tune_digits.inference import csv_name, write_csv
 
-    fs = data.features
-    rows = sorted(data.rows["test"].tolist())
+    fs, scores = data.features, getattr(result, part)
+    rows = sorted(data.rows[part].tolist())
     cells = (
         [csv_name(fs.files[row]), int(fs.labels[row]), pred, f"{prob:.6f}"]
-        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True)
+        for row, pred, prob in zip(rows, scores["predictions"], scores["probabilities"], strict=True)
     )
     write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
@@ -130,7 +133,7 @@ def train_run(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out} ({exc.strerror or exc}); choose another --out") from None
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is as readable as any other
+    make_public(tmp)  # a run folder is as readable as any other
     tracker = None
     try:
         tracker = Tracker(tmp, mode=wandb, name=out.name, group="train", job_type="train", config=to_flat(cfg))
@@ -150,12 +153,6 @@ def train_run(
             raise UserError(f"run {out} not saved, nothing was written: {exc.strerror or exc}") from None
         raise
     return result
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fit_with_progress(cfg: Config, data: Prepared, tracker: Any, progress: bool) -> FitResult:
