@@ -8,7 +8,7 @@ between folds: every fold reads the same feature cache. The result holds one row
 folds (population std, ``ddof=0``, as ``numpy.std``).
 
 With ``out_dir`` the table is written to ``cv.csv`` and the whole result to ``cv.json``,
-each atomically (a temporary file renamed into place).
+each atomically (:func:`tune_digits.run_folder.write_text`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
+from tune_digits.run_folder import write_text
 from tune_digits.train import FitResult, Prepared, data_root, fit, prepare
 
 PROTOCOLS = ("becker", "loso")
@@ -178,17 +177,6 @@ def cross_validate(
     return result
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_cv(result: CVResult, out_dir: Path) -> None:
     """``cv.csv`` (one row per fold, then ``mean`` and ``std`` rows) and ``cv.json`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,5 +190,5 @@ def write_cv(result: CVResult, out_dir: Path) -> None:
         for key in (*SUMMARY_KEYS, "train_seconds"):
             row[key] = getattr(result, stat)(key)
         writer.writerow(row)
-    _atomic_write(out_dir / "cv.csv", buf.getvalue())
-    _atomic_write(out_dir / "cv.json", json.dumps(result.to_json(), indent=1))
+    write_text(out_dir / "cv.csv", buf.getvalue())
+    write_text(out_dir / "cv.json", json.dumps(result.to_json(), indent=1))

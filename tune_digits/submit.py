@@ -22,7 +22,7 @@ from typing import Any
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
 from tune_digits.errors import UserError
-from tune_digits.inference import write_predictions, write_submission
+from tune_digits.inference import write_submission
 from tune_digits.ledger import (
     attempts_left,
     check_attempt_number,
@@ -33,6 +33,7 @@ from tune_digits.ledger import (
     stage_ledger,
     submissions_lock,
 )
+from tune_digits.run_folder import write_predictions
 
 Say = Callable[[str], None]
 
@@ -85,7 +86,7 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
         say(f"  ... and {len(sel.excluded) - 10} more")
     pick = sel.pick
     say(f"pick: {pick.name} (val F1 {pick.val_f1:.4f}, val loss {pick.val_loss:.4f}, {pick.num_parameters:,} params)")
-    plan = Plan(opts.attempt, sel, sha256_file(pick.folder / "model.pt"), entries[-1] if entries else None, [])
+    plan = Plan(opts.attempt, sel, sha256_file(pick.model_path), entries[-1] if entries else None, [])
     plan.left = attempts_left(entries)
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
@@ -244,12 +245,12 @@ def write_attempt(
     ledger_tmp = None
     try:
         tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private
-        shutil.copyfile(pick.folder / "model.pt", tmp / "model.pt")
+        shutil.copyfile(pick.model_path, tmp / "model.pt")
         if sha256_file(tmp / "model.pt") != plan.checkpoint_sha256:
             raise UserError(f"{pick.name}/model.pt changed while submitting; try again")
         save_config(loaded.cfg, tmp / "config.yaml")
         write_json(tmp / "metrics.json", attempt_metrics(plan, ev))
-        write_predictions(tmp / "predictions.csv", ev)
+        write_predictions(tmp / "predictions.csv", ev.predictions())
         if rows is not None:
             write_submission(tmp / "submission.csv", rows)
         if opts.onnx:

@@ -68,7 +68,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
     from ray import tune
 
-    from tune_digits.run import write_run_files
+    from tune_digits.run_folder import write_fit_run
     from tune_digits.tracking import Tracker
     from tune_digits.train import fit, prepare
 
@@ -103,9 +103,8 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     finally:
         tracker.finish()
     if ctx.write_run:
-        write_run_files(trial_dir, cfg, data, result, kind=ctx.kind)
         labels = {**ctx.labels, **{k: v for k, v in params.items() if not isinstance(v, (dict, list))}}
-        (trial_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+        write_fit_run(trial_dir, cfg, data, result, kind=ctx.kind, labels=labels)
 
 
 class WandbTrials(Callback):

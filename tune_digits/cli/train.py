@@ -142,7 +142,7 @@ def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
     """Every fold of ``protocol``, one table row each as it finishes, then mean ± std."""
     from tune_digits.config import save_config
     from tune_digits.cv import cross_validate
-    from tune_digits.run import check_out_dir
+    from tune_digits.run_folder import check_out_dir
 
     check_out_dir(target)
     target.mkdir(parents=True, exist_ok=True)
