@@ -67,13 +67,15 @@ class EightOptions:
 
 def latest_best(searches: Path, want_lenet: bool) -> Path | None:
     """The best.yaml of the most recent search whose best model is (or is not) LeNet-5."""
+    from tune_digits.models import model_spec
+
     found = []
     for best in searches.glob("*/best.yaml"):
         try:
-            name = load_config(best).model.name
+            spec = model_spec(load_config(best).model.name)
         except UserError:
             continue
-        if (name == "lenet5") == want_lenet:
+        if spec.is_lenet == want_lenet:
             found.append(best)
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 

@@ -27,7 +27,7 @@ from tune_digits.corpus import Catalog, Split, make_split, scan
 from tune_digits.data import FeatureSet, build_features, corpus_stats, to_device
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
-from tune_digits.models import count_parameters, model_from_config
+from tune_digits.models import count_parameters, model_from_config, model_spec
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
 
@@ -148,7 +148,7 @@ def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -
     from 16 channels in its first convolution: an epoch of 2,000 clips on one thread took 3.5 s instead of
     4.9 s at 16/32 and 7.3 s instead of 10.7 s at 32/64, but 3.3 s instead of 2.0 s at 6/16.
     """
-    if model != "lenet5":
+    if not model_spec(model).is_lenet:
         return True
     return device.type == "cpu" and bool(channels) and channels[0] >= 16
 
