@@ -132,6 +132,10 @@ def run_final_eight(opts: EightOptions) -> Path:
         raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not folder.is_dir():
         raise UserError(f"no final-eight named {opts.name!r} under {opts.storage}; check --name")
+    if opts.resume:
+        from tune_digits.storage_guard import check_storage
+
+        check_storage(folder)  # before Ray starts or reads a pickle there
     if not opts.resume and folder.exists():
         raise UserError(f"{folder} already exists; use --resume to continue it or choose another --name")
     if opts.seeds < 1:

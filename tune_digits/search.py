@@ -64,6 +64,10 @@ def check_target(opts: SearchOptions) -> Path:
         raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not path.is_dir():
         raise UserError(f"no search named {opts.name!r} under {opts.storage}; check --name and --storage")
+    if opts.resume:
+        from tune_digits.storage_guard import check_storage
+
+        check_storage(path)  # before Ray starts or reads a pickle there
     if not opts.resume and path.exists():
         raise UserError(f"search {path} already exists; use --resume to continue it or choose another --name")
     return path
