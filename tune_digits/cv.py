@@ -8,7 +8,7 @@ between folds: every fold reads the same feature cache. The result holds one row
 folds (population std, ``ddof=0``, as ``numpy.std``).
 
 With ``out_dir`` the table is written to ``cv.csv`` and the whole result to ``cv.json``,
-each atomically (:func:`tune_digits.run_folder.write_text`).
+each atomically (:func:`tune_digits.atomic.write_text`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from tune_digits.atomic import write_text
 from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
-from tune_digits.run_folder import write_text
 from tune_digits.train import FitResult, Prepared, data_root, fit, prepare
 
 PROTOCOLS = ("becker", "loso")

@@ -28,7 +28,7 @@ from torch import nn
 
 from tune_digits.audio import AudioReadError, load_audio
 from tune_digits.checkpoint import load_checkpoint
-from tune_digits.config import Config, from_flat
+from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
@@ -73,7 +73,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
     path = model_file(path) if folder else path
     payload = load_checkpoint(path)
-    cfg = from_flat(dict(payload.get("config") or {}))
+    cfg = from_saved(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
     shape = tuple(metrics.get("input_shape") or spectrogram_shape(cfg.audio, cfg.features))
     norm_values = metrics.get("norm") or (0.0, 1.0)

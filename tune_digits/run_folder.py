@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_digits.checkpoint import atomic_write_bytes, save_checkpoint
+from tune_digits.atomic import write_bytes
+from tune_digits.checkpoint import save_checkpoint
 from tune_digits.config import Config, save_config, to_flat
 from tune_digits.corpus import Split, save_split
 from tune_digits.errors import UserError
@@ -96,14 +97,9 @@ def check_out_dir(out: Path) -> None:
         raise UserError(f"output folder {out} already exists and is not empty; choose another --out or remove it")
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write a UTF-8 text file atomically (a temporary file beside it, renamed into place)."""
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
-
-
 def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write a CSV atomically, every text cell made safe for spreadsheets (see :mod:`tune_digits.safe_csv`)."""
-    atomic_write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))
+    write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))
 
 
 def write_predictions(path: Path, preds: Predictions) -> None:
@@ -157,7 +153,7 @@ def write_run(
         save_split(split, folder / SPLIT)
     (folder / METRICS).write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     if isinstance(model, Path):
-        atomic_write_bytes(folder / MODEL, model.read_bytes())
+        write_bytes(folder / MODEL, model.read_bytes())
     else:
         save_checkpoint(folder / MODEL, dict(model), to_flat(cfg), metrics)
     write_history_csv(folder / HISTORY_CSV, history or [])
@@ -232,10 +228,12 @@ class Run:
         return read_history(self.path)
 
     def load_config(self) -> Config:
-        """config.yaml loaded strictly (a key this version does not know is an error)."""
-        from tune_digits.config import load_config
+        """config.yaml as a Config; a removed experiment's setting is dropped, as for a saved model."""
+        from tune_digits.config import flatten, from_saved
 
-        return load_config(self.path / CONFIG)
+        if not self.config:
+            raise NotARun(f"{self.path / CONFIG} holds no config mapping")
+        return from_saved(flatten(self.config))
 
 
 def model_file(path: Path) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from tune_digits.atomic import write_bytes
 from tune_digits.errors import UserError
 
 MANIFEST = ".tune-digits-pickles.json"
@@ -93,16 +94,7 @@ class _Manifest:
             assert key is not None
             text = json.dumps({"files": self.files, "hmac": _mac(key, self.files)}, sort_keys=True)
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.folder / MANIFEST, text.encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+            write_bytes(self.folder / MANIFEST, text.encode())
 
 
 class _SigningWriter:

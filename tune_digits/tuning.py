@@ -80,7 +80,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     trial_dir = Path(ctx.out_dir) / "trials" / trial_id
     resume = _load_resume(tune.get_checkpoint())
     _reset_history(trial_dir / "history.jsonl", resume)
-    data = prepare(cfg)
+    data = prepare(cfg, warn_digits=False)  # the driver warned once, before the trials
     tracker = Tracker(trial_dir, mode="disabled")  # local history; W&B is logged by WandbTrials in the driver
     shape, norm = list(data.features.shape), list(data.norm)
 
