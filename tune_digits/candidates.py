@@ -3,10 +3,11 @@
 Candidates: every run folder under the runs root (:func:`tune_digits.run_folder.read_run`)
 whose split file is found (its own ``split.json``, its config's ``data.split`` file, or the
 nearest ``split.json`` above it, as for a search's ``trials/<id>/``). Hidden folders
-(temporary run folders) are skipped.
+(temporary run folders) and Ray's ``checkpoint_NNNNNN`` folders are skipped without a word.
 
-The pick rule: candidates are grouped by ``split_digest`` and one group competes, the one
-given with ``--split-digest``, else the group of the most recently created run. Within it
+The pick rule: candidates are grouped by ``split_digest`` and one group competes: the
+contest's split once the ledger has a line (``tune_digits.contest``), else the one given
+with ``--split-digest``, else the group of the most recently created run. Within it
 the pick is the highest validation macro-F1; ties go to the lower validation loss, then
 to fewer parameters, then to the older run (``created``), then to the folder name.
 Test scores never decide: the pick is scored on the held-out test split only after it
@@ -16,12 +17,15 @@ has been chosen, and only when the attempt is really written.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tune_digits.errors import UserError
 from tune_digits.run_folder import MODEL, RUN_JSON, NotARun, Run, read_run
+
+RAY_CHECKPOINT = re.compile(r"checkpoint_\d+")
 
 
 @dataclass
@@ -66,6 +70,8 @@ def _read_candidate(folder: Path, root: Path) -> Candidate | str:
     val_f1, loss, n = metrics.get("val_f1"), metrics.get("val_loss"), metrics.get("num_parameters")
     if not isinstance(val_f1, (int, float)) or not math.isfinite(val_f1):
         return "metrics.json has no finite val_f1"
+    if not 0.0 <= val_f1 <= 1.0:
+        return f"metrics.json val_f1 {val_f1} is outside [0, 1] (damaged)"
     if not run.split_digest:
         return "run.json has no split_digest"
     if run.split_file is None:
@@ -89,8 +95,8 @@ def find_candidates(runs_root: str | Path) -> tuple[list[Candidate], list[str]]:
     for model in sorted(root.rglob(MODEL)):
         folder = model.parent
         rel = folder.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
+        if any(part.startswith(".") or RAY_CHECKPOINT.fullmatch(part) for part in rel.parts):
+            continue  # temporary run folders, and Ray's own checkpoint_NNNNNN copies inside a search
         got = _read_candidate(folder, root)
         if isinstance(got, Candidate):
             found.append(got)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -296,9 +296,13 @@ class SplitEvaluation:
     data_root: Path
     samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
     device: str  # where it was scored: cpu or cuda
+    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
+    val_labels: list[int] = field(default_factory=list)
 
-    def predictions(self) -> Predictions:
-        """The test split's predictions, as a run folder's ``predictions.csv`` holds them."""
+    def predictions(self, part: str = "test") -> Predictions:
+        """The test (or val) split's predictions, as a run folder's ``predictions.csv`` holds them."""
+        if part == "val":
+            return Predictions(self.val_files, self.val_labels, self.val["predictions"], self.val["probabilities"])
         return Predictions(self.test_files, self.test_labels, self.test["predictions"], self.test["probabilities"])
 
 
@@ -335,7 +339,11 @@ def evaluate_split(
     rows = np.sort(fs.rows(split.test))
     samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
     files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    return SplitEvaluation(scores["val"], scores["test"], files, labels, root, samples, device.type)
+    val_rows = np.sort(fs.rows(split.val))
+    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
+    return SplitEvaluation(
+        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
+    )
 
 
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:

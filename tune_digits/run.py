@@ -18,7 +18,7 @@ from typing import Any
 from tune_digits.atomic import make_public
 from tune_digits.config import Config, to_flat
 from tune_digits.errors import UserError
-from tune_digits.run_folder import check_out_dir, write_fit_run
+from tune_digits.run_folder import check_out_dir, split_digest, write_fit_run  # noqa: F401  (for callers)
 from tune_digits.train import FitResult, Prepared, fit, prepare
 
 _STARTED = time.time()  # this process imported the module no later than it began any run

@@ -10,6 +10,7 @@ A run folder, as ``train``, a search trial, a final-eight training and ``submit`
         history.jsonl / history.csv   one row per epoch
         split.json       the resolved split (a search keeps one for all its trials: SEARCH/split.json)
         predictions.csv  test files: file, label, predicted, probability (runs that were tested)
+        val_predictions.csv  the same for the validation files (what submit's bootstrap advice reads)
         labels.json      final-eight only: the arm and grid values of the training
 
 ``model.pt``, ``metrics.json``, ``run.json`` and ``config.yaml`` make a folder a run. Its split is
@@ -48,6 +49,7 @@ SPLIT = "split.json"
 HISTORY_CSV = "history.csv"
 HISTORY_JSONL = "history.jsonl"
 PREDICTIONS = "predictions.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
 LABELS = "labels.json"
 REQUIRED = (MODEL, METRICS, RUN_JSON, CONFIG)
 PREDICTION_COLUMNS = ["file", "label", "predicted", "probability"]
@@ -78,10 +80,10 @@ class Predictions:
     probabilities: Sequence[float]
 
     @classmethod
-    def from_fit(cls, data: Prepared, result: FitResult) -> Predictions:
-        """The test split in row order (rows are sorted, as ``fit`` evaluates them)."""
-        fs, rows = data.features, sorted(data.rows["test"].tolist())
-        return cls([fs.files[r] for r in rows], [int(fs.labels[r]) for r in rows], *_scores(result.test))
+    def from_fit(cls, data: Prepared, result: FitResult, part: str = "test") -> Predictions:
+        """The test (or val) split in row order (rows are sorted, as ``fit`` evaluates them)."""
+        fs, rows = data.features, sorted(data.rows[part].tolist())
+        return cls([fs.files[r] for r in rows], [int(fs.labels[r]) for r in rows], *_scores(getattr(result, part)))
 
 
 def _scores(test: Mapping[str, Any]) -> tuple[list[int], list[float]]:
@@ -136,6 +138,7 @@ def write_run(
     data_root: str | Path,
     history: list[dict[str, Any]] | None = None,
     predictions: Predictions | None = None,
+    val_predictions: Predictions | None = None,
     own_split: bool = True,
     labels: dict[str, Any] | None = None,
     **meta: Any,
@@ -159,6 +162,8 @@ def write_run(
     write_history_csv(folder / HISTORY_CSV, history or [])
     if predictions is not None:
         write_predictions(folder / PREDICTIONS, predictions)
+    if val_predictions is not None:
+        write_predictions(folder / VAL_PREDICTIONS, val_predictions)
     if labels is not None:
         (folder / LABELS).write_text(json.dumps(labels), encoding="utf-8")
     info = {
@@ -186,6 +191,7 @@ def write_fit_run(
         data_root=data.catalog.root,
         history=result.history,
         predictions=Predictions.from_fit(data, result),
+        val_predictions=Predictions.from_fit(data, result, "val"),
         feature_cache=data.features.key,
         skipped_recordings=data.features.skipped,
         **extra,
