@@ -25,7 +25,7 @@ from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
 from tune_digits.contest import check_new_contest, competing_digest, contest_of
 from tune_digits.errors import UserError
-from tune_digits.inference import write_predictions, write_submission, write_val_predictions
+from tune_digits.inference import write_submission
 from tune_digits.ledger import (
     archive_contest,
     attempts_left,
@@ -37,6 +37,7 @@ from tune_digits.ledger import (
     stage_ledger,
     submissions_lock,
 )
+from tune_digits.run_folder import write_predictions
 
 Say = Callable[[str], None]
 
@@ -106,7 +107,7 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
         say(f"  ... and {len(sel.excluded) - 10} more")
     pick = sel.pick
     say(f"pick: {pick.name} (val F1 {pick.val_f1:.4f}, val loss {pick.val_loss:.4f}, {pick.num_parameters:,} params)")
-    plan = Plan(opts.attempt, sel, sha256_file(pick.folder / "model.pt"), entries[-1] if entries else None, [])
+    plan = Plan(opts.attempt, sel, sha256_file(pick.model_path), entries[-1] if entries else None, [])
     plan.left = attempts_left(entries)
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
@@ -310,13 +311,13 @@ def write_attempt(
     ledger_tmp = None
     try:
         make_public(tmp)  # mkdtemp makes it private
-        shutil.copyfile(pick.folder / "model.pt", tmp / "model.pt")
+        shutil.copyfile(pick.model_path, tmp / "model.pt")
         if sha256_file(tmp / "model.pt") != plan.checkpoint_sha256:
             raise UserError(f"{pick.name}/model.pt changed while submitting; try again")
         save_config(loaded.cfg, tmp / "config.yaml")
         write_json(tmp / "metrics.json", attempt_metrics(plan, ev))
-        write_predictions(tmp / "predictions.csv", ev)
-        write_val_predictions(tmp / VAL_PREDICTIONS, ev)
+        write_predictions(tmp / "predictions.csv", ev.predictions())
+        write_predictions(tmp / VAL_PREDICTIONS, ev.predictions("val"))
         if plan.advice is None or not plan.advice.record:  # a run saved before val predictions were: use ours
             plan.advice = advise(tmp, plan.previous, sub)
             for line in plan.advice.lines:
