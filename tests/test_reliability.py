@@ -211,7 +211,7 @@ def test_trial_in_flight_restarts_from_its_last_checkpoint(tmp_path: Path) -> No
 def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path) -> None:
     env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
     a = load_config(None, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["train.epochs=1"])
-    b = load_config(None, ["model.name=mobilenetv3_small_100", "train.epochs=1", "train.batch_size=64"])
+    b = load_config(None, ["model.name=resnet20", "train.epochs=1", "train.batch_size=64"])
     save_config(a, tmp_path / "a.yaml")
     save_config(b, tmp_path / "b.yaml")
     storage = tmp_path / "runs"
