@@ -32,10 +32,10 @@ def _params(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def eight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def eight(tmp_path_factory: pytest.TempPathFactory, feature_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("eight")
     mp = pytest.MonkeyPatch()
-    mp.setenv("TUNE_DIGITS_CACHE", str(tmp / "cache"))
+    mp.setenv("TUNE_DIGITS_CACHE", str(feature_cache))
     mp.setenv("COLUMNS", "100")
     a, b = _params(tmp)
     args = [

@@ -172,10 +172,10 @@ def test_failing_trials_are_retried_marked_and_explained(
 
 
 @pytest.mark.slow
-def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_path: Path) -> None:
+def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_path: Path, feature_cache: Path) -> None:
     """SIGKILL while the second of two trials trains: the finished one is not run again, the one in flight
     goes on from its last checkpoint, and the resumed search ends with both rows and no resumable state."""
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
     epochs = 6
     space = write_space(
         tmp_path / "space.yaml",
@@ -229,8 +229,8 @@ def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_p
 
 
 @pytest.mark.slow
-def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path) -> None:
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path, feature_cache: Path) -> None:
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
     a = load_config(None, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["train.epochs=1"])
     b = load_config(None, ["model.name=resnet20", "train.epochs=1", "train.batch_size=64"])
     save_config(a, tmp_path / "a.yaml")

@@ -41,9 +41,9 @@ def _write_space(folder: Path, **search: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_search(tmp_path_factory: pytest.TempPathFactory, feature_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("search")
-    env = {"TUNE_DIGITS_CACHE": str(tmp / "cache"), "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COLUMNS": "100"}
+    env = {"TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COLUMNS": "100"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
