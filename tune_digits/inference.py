@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tune_digits.audio import AudioReadError, load_audio
+from tune_digits import vad
+from tune_digits.audio import AudioReadError, load_clip
 from tune_digits.checkpoint import atomic_write_bytes, load_checkpoint
 from tune_digits.config import Config, from_flat
 from tune_digits.errors import UserError
@@ -56,6 +57,7 @@ class Prediction:
     file: str
     digit: int
     probability: float
+    heard: bool = True  # False: no word found (near silence or noise only), see tune_digits/vad.py
 
 
 def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
@@ -137,16 +139,22 @@ def relative_name(path: str | Path, inputs: Sequence[str | Path] = (), cwd: str 
     return csv_name(where.name)
 
 
-def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[Path], list[str]]:
+def featurize(
+    paths: list[str | Path], cfg: Config, words: list[Any] | None = None
+) -> tuple[torch.Tensor, list[Path], list[str]]:
     """Log-mel images of ``paths`` as ``cfg`` makes them: ``(x, ok_paths, errors)``.
 
     ``x`` is (N, 1, F, T) float32 holding float16-rounded dB values, one row per path in
-    ``ok_paths``; a recording that cannot be decoded goes to ``errors`` (one line each).
+    ``ok_paths``; a recording that cannot be decoded goes to ``errors`` (one line each). ``words``,
+    when given, receives the word found in each readable recording (:class:`tune_digits.vad.Word` or None).
     """
     waves, ok, errors = [], [], []
     for p in map(Path, paths):
         try:
-            waves.append(load_audio(p, cfg.audio.sample_rate, cfg.audio.num_samples))
+            wave, word = load_clip(p, cfg.audio.sample_rate, cfg.audio.num_samples, cfg.audio.trim)
+            waves.append(wave)
+            if words is not None:
+                words.append(word)
             ok.append(p)
         except AudioReadError as exc:
             errors.append(str(exc))
@@ -161,12 +169,13 @@ def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[
 
 
 def ensemble_proba(
-    models: Sequence[LoadedModel], paths: list[str | Path]
+    models: Sequence[LoadedModel], paths: list[str | Path], words: list[Any] | None = None
 ) -> tuple[torch.Tensor, list[Path], list[str]]:
     """The mean of the models' class probabilities for ``paths``: ``(proba (N, 10), ok_paths, errors)``.
 
     Each model sees the recordings as its own config featurises them (LeNet-5 on 40 x 63 and a
     timm model on 64 x 126 images can be averaged); recordings that share a config are decoded once.
+    ``words`` receives the word found in each readable recording, as the first model's config reads it.
     """
     if not models:
         raise ValueError("ensemble_proba needs at least one model")
@@ -177,7 +186,8 @@ def ensemble_proba(
         cfg = loaded.cfg
         key = repr((cfg.audio, cfg.features, cfg.bilateral if cfg.features.variant == "bilateral" else None))
         if key not in cached:
-            cached[key] = featurize(paths, cfg)
+            first = words is not None and not cached
+            cached[key] = featurize(paths, cfg, words) if first else featurize(paths, cfg)
         x, ok, errors = cached[key]
         first_ok = ok if first_ok is None else first_ok
         if ok != first_ok:
@@ -207,14 +217,17 @@ def predict_files(
     (a warning each when ``errors`` is None).
     """
     models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
-    proba, ok, bad = ensemble_proba(models, paths)
+    words: list[Any] = []
+    proba, ok, bad = ensemble_proba(models, paths, words)
     if errors is not None:
         errors.extend(bad)
     else:
         for line in bad:
             warnings.warn(f"skipped unreadable recording {line}", stacklevel=2)
     best = proba.max(dim=1)
-    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(ok, best.indices, best.values, strict=True)]
+    heard = [vad.heard(w) for w in words] if len(words) == len(ok) else [True] * len(ok)
+    rows = zip(ok, best.indices, best.values, heard, strict=True)
+    return [Prediction(str(p), int(d), float(q), h) for p, d, q, h in rows]
 
 
 class _Probabilities(nn.Module):
