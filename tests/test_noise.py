@@ -102,3 +102,23 @@ def test_wave_augment_is_seeded_and_noisy(tmp_path: Path) -> None:
     assert (a[:, :1000] != 0).all()  # noise fills the window, the padding included
     power = speech_power(speech)
     assert torch.allclose((a**2).mean(dim=1) - power * 2000 / SR, power / 10**0.5, rtol=0.3)
+
+
+def test_training_mixes_noise_into_a_share_of_each_batch(tmp_path: Path, tmp_cache: Path) -> None:
+    from tests.test_train import make_corpus
+    from tune_digits.config import load_config
+    from tune_digits.train import Trainer, prepare
+
+    root = make_corpus(tmp_path / "tones", speakers=4, takes=1)
+    overrides = [f"data.root={root}", "data.split=speakers", "train.epochs=1", "train.device=cpu", "train.threads=1"]
+    noisy_cfg = load_config(overrides=[*overrides, f"augment.noise_dir={_noise_folder(tmp_path)}"])
+    data = prepare(noisy_cfg)
+    trainer = Trainer(noisy_cfg, data)
+    assert trainer.noisy is not None and trainer.noisy.waves.shape == (len(data.rows["train"]), 8000)
+    idx = torch.arange(len(trainer.x_train))
+    x = trainer.x_train[idx]
+    out = trainer.noisy(x, idx, torch.Generator().manual_seed(0))
+    changed = (out != x).flatten(1).any(dim=1).float().mean().item()
+    assert 0.2 < changed < 0.8  # noise_share 0.5: about half the rows are noisy copies
+    assert np.isfinite(trainer.train_epoch())
+    assert Trainer(load_config(overrides=overrides), data).noisy is None  # off without augment.noise_dir

@@ -11,7 +11,8 @@ A :class:`NoiseBank` is a folder of recordings, resampled and cut in two by time
 :data:`TRAIN_SHARE` of every file is for training (``part="train"``), the rest for evaluation
 (``part="eval"``), so evaluation noise is never training noise while both see every kind of noise.
 :class:`WaveAugment` draws, per training item and per epoch, a word offset, a noise segment and SNR,
-rumble, a telephone band and a gain (``augment.noise_*`` settings).
+rumble, a telephone band and a gain (``augment.noise_*`` settings); :class:`NoisyFeatures` keeps the
+training waves beside the feature cache and turns a share of each batch into noisy images.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 import torch
 
 from tune_digits.audio import AudioReadError, read_audio, resample
-from tune_digits.config import AudioConfig, AugmentConfig
+from tune_digits.config import AudioConfig, AugmentConfig, Config
 from tune_digits.errors import ConfigError
+from tune_digits.features import bilateral, log_mel
 
 TRAIN_SHARE = 0.7
 TELEPHONE_HZ = (300.0, 3400.0)
@@ -166,3 +168,44 @@ class WaveAugment:
         if c.noise_gain_db:
             x = gain(x, self._u(b, -c.noise_gain_db, 0.0, generator))
         return x
+
+
+class NoisyFeatures:
+    """A share of every training batch recomputed from noisy copies of its waves, anew each epoch.
+
+    ``waves`` (N, S) float16 are the training clips as the front end made them (row order of the
+    training tensor); rows picked with probability ``augment.noise_share`` go through
+    :class:`WaveAugment` and the feature pipeline (log-mel, bilateral for that variant) and replace
+    their cached images, rounded to float16 as the cache is.
+    """
+
+    def __init__(self, cfg: Config, waves: torch.Tensor, bank: NoiseBank) -> None:
+        self.cfg, self.waves = cfg, waves
+        self.augment = WaveAugment(cfg.augment, cfg.audio, bank)
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, 1, F, T) cached images of training rows ``idx`` (B,) -> the same with some rows noisy."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        pick = torch.rand(len(idx), generator=generator, device=device) < self.cfg.augment.noise_share
+        chosen = pick.nonzero().flatten().to(x.device)
+        if not len(chosen):
+            return x
+        waves = self.augment(self.waves[idx[chosen].to(self.waves.device)].float(), generator)
+        spec = log_mel(waves, self.cfg.audio.sample_rate, self.cfg.features)
+        if self.cfg.features.variant == "bilateral":
+            spec = torch.from_numpy(bilateral(spec.cpu().numpy(), self.cfg.bilateral))
+        out = x.clone()
+        out[chosen] = spec[:, None].to(device=x.device, dtype=torch.float16).to(x.dtype)
+        return out
+
+
+def noisy_features(cfg: Config, paths: list[Path], device: torch.device) -> NoisyFeatures | None:
+    """The :class:`NoisyFeatures` of training recordings ``paths`` when ``augment.noise_dir`` is set, else None."""
+    a = cfg.augment
+    if not (a.enabled and a.noise_dir and a.noise_share > 0):
+        return None
+    from tune_digits.audio import load_audio_batch
+
+    bank = load_noise(a.noise_dir, cfg.audio.sample_rate, "train").to(device)
+    waves, _ = load_audio_batch(paths, cfg.audio.sample_rate, cfg.audio.num_samples, cfg.audio.trim)
+    return NoisyFeatures(cfg, torch.from_numpy(waves).to(device=device, dtype=torch.float16), bank)

@@ -28,6 +28,7 @@ from tune_digits.data import FeatureSet, build_features, corpus_stats
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
 from tune_digits.models import count_parameters, model_from_config
+from tune_digits.noise import noisy_features
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
 
@@ -166,6 +167,11 @@ def _to_device(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> tuple[
     return x.to(device), y.to(device)
 
 
+def _paths(data: Prepared, rows: np.ndarray) -> list[Path]:
+    """The recordings of ``rows`` in the order :func:`_to_device` puts them."""
+    return [data.catalog.root / data.features.files[r] for r in np.sort(rows)]
+
+
 def _make_optimizer(cfg: Config, model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
     t = cfg.train
     if t.optimizer == "sgd":
@@ -252,6 +258,7 @@ class Trainer:
         if channels_last(m.name, m.channels, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = SpecAugment(cfg.augment, cfg.features).to(self.device)
+        self.noisy = noisy_features(cfg, _paths(data, data.rows["train"]), self.device)  # augment.noise_dir
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
         self.steps_per_epoch = self.repeats * math.ceil(len(self.x_train) / t.batch_size)
         self.opt, self.sched = _make_optimizer(cfg, self.model, t.epochs * self.steps_per_epoch)
@@ -275,7 +282,8 @@ class Trainer:
             perm = torch.randperm(len(self.x_train), generator=self.gen, device=self.device)
             for i in range(0, len(perm), bs):
                 idx = perm[i : i + bs]
-                loss = self._batch_loss(self.x_train[idx], self.y_train[idx])
+                xb = self.x_train[idx] if self.noisy is None else self.noisy(self.x_train[idx], idx, self.gen)
+                loss = self._batch_loss(xb, self.y_train[idx])
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr "
