@@ -28,6 +28,7 @@ from torch import nn
 
 from tune_digits import vad
 from tune_digits.audio import AudioReadError, load_clip
+from tune_digits.calibration import apply_temperature
 from tune_digits.checkpoint import atomic_write_bytes, load_checkpoint
 from tune_digits.config import Config, from_flat
 from tune_digits.errors import UserError
@@ -50,6 +51,11 @@ class LoadedModel:
     input_shape: tuple[int, int, int]  # (1, F, T)
     metrics: dict[str, Any]
     path: Path  # the model.pt it came from
+
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor fitted on validation (1 for runs saved before calibration)."""
+        return float(self.metrics.get("temperature") or 1.0)
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,7 @@ def ensemble_proba(
         if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
             raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit {loaded.path}'s {loaded.input_shape}")
         proba = predict_proba(loaded.model, x, cfg.features.normalize, loaded.norm).cpu()
+        proba = apply_temperature(proba, loaded.temperature)  # fitted on validation
         broken = (~torch.isfinite(proba).all(dim=1)).nonzero().flatten().tolist()
         if broken:
             raise UserError(
@@ -349,7 +356,7 @@ def evaluate_split(
         if not len(found):
             raise UserError(f"none of the {part} recordings of {split_file} can be read from {root}")
         x, y = _to_device(fs, found, device)
-        scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm)
+        scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm, loaded.temperature)
     rows = np.sort(fs.rows(split.test))
     samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
     files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
@@ -387,10 +394,20 @@ def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
     write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
 
 
-def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
-    """``file,digit,probability`` per prediction; file names made relative (:func:`relative_name`)."""
-    cells = ([relative_name(p.file), p.digit, f"{p.probability:.6f}"] for p in preds)
-    write_csv(path, ["file", "digit", "probability"], cells)
+def prediction_note(pred: Prediction, min_confidence: float = 0.0) -> str:
+    """``no digit heard`` (no word found), ``low confidence`` (probability under ``min_confidence``) or ""."""
+    if not pred.heard:
+        return "no digit heard"
+    return "low confidence" if pred.probability < min_confidence else ""
+
+
+def write_prediction_csv(path: Path, preds: list[Prediction], min_confidence: float = 0.0) -> None:
+    """``file,digit,probability,note`` per prediction (digit empty when none is heard); names relative."""
+    cells = (
+        [relative_name(p.file), p.digit if p.heard else "", f"{p.probability:.6f}", prediction_note(p, min_confidence)]
+        for p in preds
+    )
+    write_csv(path, ["file", "digit", "probability", "note"], cells)
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:

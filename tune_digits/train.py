@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from tune_digits import metrics
+from tune_digits import calibration, metrics
 from tune_digits.augment import SpecAugment, mixup
 from tune_digits.config import Config
 from tune_digits.corpus import Catalog, Split, make_split, scan
@@ -118,6 +118,7 @@ class FitResult:
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
     augmented_batches: int = 0  # training batches that went through SpecAugment
+    temperature: float = 1.0  # fitted on validation (tune_digits/calibration.py); predict divides logits by it
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json content."""
@@ -139,6 +140,10 @@ class FitResult:
             "norm": list(self.norm),
             "device": self.device,
             "augmented_batches": self.augmented_batches,
+            "temperature": round(self.temperature, 6),
+            "val_ece": self.val.get("ece"),
+            "test_ece": self.test.get("ece"),
+            "test_ece_uncalibrated": self.test.get("ece_uncalibrated"),
         }
 
 
@@ -214,30 +219,43 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_proba(
+def predict_log_proba(
     model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
 ) -> torch.Tensor:
-    """Class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
+    """Log class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
         xb = normalize_batch(x[i : i + batch_size].to(device), mode, *norm)
         with _autocast(device):
-            out.append(model(xb).float().softmax(dim=1))
+            out.append(model(xb).float().log_softmax(dim=1))
     return torch.cat(out) if out else torch.zeros((0, 10))
 
 
+def predict_proba(
+    model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
+) -> torch.Tensor:
+    """Class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
+    return predict_log_proba(model, x, mode, norm, batch_size).exp()
+
+
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float]
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float], temperature: float = 1.0
 ) -> dict[str, Any]:
-    """loss, accuracy, macro f1, per_class_f1, confusion_matrix, and the predictions."""
-    proba = predict_proba(model, x, mode, norm)
+    """loss, accuracy, macro f1, per_class_f1, confusion_matrix, ece, and the predictions.
+
+    Probabilities, loss and ``ece`` are at ``temperature`` (:mod:`tune_digits.calibration`);
+    ``ece_uncalibrated`` at 1.
+    """
+    log_proba = predict_log_proba(model, x, mode, norm).cpu()
+    proba = torch.softmax(log_proba / temperature, dim=1)
     y_cpu = y.cpu().numpy()
-    pred = proba.argmax(dim=1).cpu().numpy()
-    loss = float(nn.functional.nll_loss(proba.clamp_min(1e-12).log().cpu(), y.cpu()).item()) if len(y) else 0.0
+    pred = proba.argmax(dim=1).numpy()
+    loss = calibration.nll(log_proba, y.cpu(), temperature)
     out = metrics.summarize(y_cpu, pred)
-    out.update(loss=loss, predictions=pred.tolist(), probabilities=proba.max(dim=1).values.cpu().tolist())
+    out.update(loss=loss, predictions=pred.tolist(), probabilities=proba.max(dim=1).values.tolist())
+    out.update(ece=calibration.ece(proba, y.cpu()), ece_uncalibrated=calibration.ece(log_proba.exp(), y.cpu()))
     return out
 
 
@@ -365,6 +383,10 @@ class Trainer:
             "history": self.history,
             "counters": [self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds],
             "augmented_batches": self.augmented_batches,
+            "temperature": round(self.temperature, 6),
+            "val_ece": self.val.get("ece"),
+            "test_ece": self.test.get("ece"),
+            "test_ece_uncalibrated": self.test.get("ece_uncalibrated"),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -423,9 +445,10 @@ class Trainer:
         """Evaluate the best-validation weights on validation and test."""
         self.model.load_state_dict(self.best_state)
         mode, norm = self.cfg.features.normalize, self.data.norm
-        val = evaluate(self.model, self.x_val, self.y_val, mode, norm)
+        temperature = calibration.fit_temperature(predict_log_proba(self.model, self.x_val, mode, norm), self.y_val)
+        val = evaluate(self.model, self.x_val, self.y_val, mode, norm, temperature)
         x_test, y_test = _to_device(self.data.features, self.data.rows["test"], self.device)
-        test = evaluate(self.model, x_test, y_test, mode, norm)
+        test = evaluate(self.model, x_test, y_test, mode, norm, temperature)
         return FitResult(
             self.best_epoch,
             self.history,
@@ -438,6 +461,7 @@ class Trainer:
             self.data.norm,
             self.device.type,
             augmented_batches=self.augmented_batches,
+            temperature=temperature,
         )
 
 
