@@ -70,9 +70,11 @@ class FeatureConfig:
     f_max: float = 4000.0  # Nyquist at 8 kHz
     top_db: float = 80.0
     normalize: str = "utterance"  # utterance | corpus | none
+    frontend: str = "logmel"  # logmel | pcen (per-channel energy normalisation of the mel power, in dB)
 
     def __post_init__(self) -> None:
         _check(self.variant in ("raw", "bilateral"), "features.variant", "must be raw or bilateral", self.variant)
+        _check(self.frontend in ("logmel", "pcen"), "features.frontend", "must be logmel or pcen", self.frontend)
         _check(self.n_fft >= 16, "features.n_fft", "must be >= 16", self.n_fft)
         _check(1 <= self.hop_length <= self.n_fft, "features.hop_length", "must be in [1, n_fft]", self.hop_length)
         _check(4 <= self.n_mels <= 256, "features.n_mels", "must be in [4, 256]", self.n_mels)

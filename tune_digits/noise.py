@@ -26,7 +26,7 @@ import torch
 from tune_digits.audio import AudioReadError, read_audio, resample
 from tune_digits.config import AudioConfig, AugmentConfig, Config
 from tune_digits.errors import ConfigError
-from tune_digits.features import bilateral, log_mel
+from tune_digits.features import bilateral, spectrogram
 
 TRAIN_SHARE = 0.7
 TELEPHONE_HZ = (300.0, 3400.0)
@@ -191,7 +191,7 @@ class NoisyFeatures:
         if not len(chosen):
             return x
         waves = self.augment(self.waves[idx[chosen].to(self.waves.device)].float(), generator)
-        spec = log_mel(waves, self.cfg.audio.sample_rate, self.cfg.features)
+        spec = spectrogram(waves, self.cfg.audio.sample_rate, self.cfg.features)
         if self.cfg.features.variant == "bilateral":
             spec = torch.from_numpy(bilateral(spec.cpu().numpy(), self.cfg.bilateral))
         out = x.clone()
