@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
-import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.archive_server import Server, serve
 from tune_digits.download import SOURCES, count_wavs, download_dataset
 from tune_digits.errors import DataError
 
@@ -43,52 +41,10 @@ def _make_zip() -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class Server:
-    """What the handler serves and what it saw."""
-
-    body: bytes
-    mode: str = "range"  # range (honours Range with 206) | full (always 200) | 404 | truncate
-    ranges: list[str | None] = field(default_factory=list)
-    url: str = ""
-
-
-def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # name fixed by http.server
-            asked = self.headers.get("Range")
-            server.ranges.append(asked)
-            if server.mode == "404":
-                self.send_error(404, "Not Found")
-                return
-            start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and server.mode == "range" else 0
-            payload = server.body[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(server.body) - 1}/{len(server.body)}")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if server.mode == "truncate":
-                payload = payload[: len(payload) // 2]  # then the connection closes
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:  # signature of the base class
-            pass
-
-    return Handler
-
-
 @pytest.fixture()
 def server() -> Iterator[Server]:
-    state = Server(body=_make_zip())
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/fsdd.zip"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve(_make_zip(), "fsdd.zip") as state:
+        yield state
 
 
 def _download(to: Path, server: Server, expected: int = N_WAVS) -> Path:

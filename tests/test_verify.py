@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_download import Server, _handler
+from tests.archive_server import Server, serve
 from tune_digits.cli import app
 from tune_digits.download import download_dataset
 from tune_digits.errors import DataError
@@ -104,15 +102,8 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 @pytest.fixture()
 def server() -> Iterator[Server]:
-    state = Server(body=b"")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/am.zip"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve(b"", "am.zip") as state:
+        yield state
 
 
 def test_download_refuses_a_corrupted_recording(tmp_path: Path, server: Server) -> None:
