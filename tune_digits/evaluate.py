@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class Score:
     accuracy: float | None
     no_digit: float  # share of recordings with "no digit heard"
     low_confidence: float  # share of heard recordings under the confidence threshold
+    commonest: str = ""  # the digit predicted most often and its share, e.g. "9 (0.83)": does noise become a class?
 
 
 @dataclass
@@ -140,10 +141,12 @@ def _score(condition: str, loaded: LoadedModel, paths: list[Path], labels: list[
     no_digit = float(np.mean([not p.heard for p in preds])) if preds else 0.0
     heard = [p for p in preds if p.heard]
     low = float(np.mean([p.probability < min_conf for p in heard])) if heard else 0.0
+    counts = np.bincount([p.digit for p in preds], minlength=10)
+    commonest = f"{int(counts.argmax())} ({counts.max() / max(len(preds), 1):.2f})"
     if not labels:
-        return Score(condition, len(preds), None, None, no_digit, low)
+        return Score(condition, len(preds), None, None, no_digit, low, commonest)
     summary = metrics.summarize(np.array(labels), np.array([p.digit for p in preds]))
-    return Score(condition, len(preds), summary["f1"], summary["accuracy"], no_digit, low)
+    return Score(condition, len(preds), summary["f1"], summary["accuracy"], no_digit, low, commonest)
 
 
 def _labelled(folder: Path) -> tuple[list[Path], list[int]]:
@@ -195,14 +198,20 @@ def evaluate_runs(
     data_root: Path | None = None,
     seed: int = 0,
     min_confidence: float = 0.5,
+    trim: bool | None = None,
 ) -> Table:
-    """The robustness table of ``runs`` (each scored on its own split's test speakers)."""
+    """The robustness table of ``runs`` (each scored on its own split's test speakers).
+
+    ``trim`` overrides the runs' ``audio.trim`` (None: as each run was trained), to measure what it does.
+    """
     for folder in dirs:
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder of recordings")
     table = Table([str(r) for r in runs])
     for run in runs:
         loaded = load_model(run)
+        if trim is not None:
+            loaded.cfg = replace(loaded.cfg, audio=replace(loaded.cfg.audio, trim=trim))
         bank = load_noise(noise_dir, loaded.cfg.audio.sample_rate, "eval")
         for score in evaluate_one(loaded, Path(run), dirs, bank, data_root, seed, min_confidence):
             table.scores.setdefault(score.condition, []).append(score)
@@ -214,13 +223,15 @@ def _cell(value: float | None) -> str:
 
 
 def write_table(table: Table, csv_path: Path, png_path: Path) -> None:
-    """``condition, clips, macro_f1 (mean), accuracy, no_digit_heard, low_confidence, f1 per run`` and a bar plot."""
-    header = ["condition", "clips", "macro_f1", "accuracy", "no_digit_heard", "low_confidence"]
+    """``condition, clips, macro_f1 (mean), accuracy, no_digit_heard, low_confidence, commonest_digit, f1 per run``
+    and a bar plot."""
+    header = ["condition", "clips", "macro_f1", "accuracy", "no_digit_heard", "low_confidence", "commonest_digit"]
     header += [f"f1 {r}" for r in table.runs]
     rows = []
     for cond, scores in table.scores.items():
         means = [table.mean(cond, a) for a in ("f1", "accuracy", "no_digit", "low_confidence")]
-        rows.append([cond, sum(s.clips for s in scores), *map(_cell, means), *(_cell(s.f1) for s in scores)])
+        common = " ".join(s.commonest for s in scores)
+        rows.append([cond, sum(s.clips for s in scores), *map(_cell, means), common, *(_cell(s.f1) for s in scores)])
     write_csv(csv_path, header, rows)
     _plot(table, png_path)
 

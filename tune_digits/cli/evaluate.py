@@ -36,6 +36,10 @@ def evaluate(
         float, typer.Option("--min-confidence", help="Probability under which a prediction counts as low-confidence.")
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the noise draws and offsets.")] = 0,
+    trim: Annotated[
+        Optional[bool],
+        typer.Option("--trim/--no-trim", help="Override the runs' audio.trim (default: as each run was trained)."),
+    ] = None,
     out_dir: Annotated[
         Optional[Path],
         typer.Option("--out", help="Folder for robustness.csv and robustness.png (default runs/evaluate/TIME)."),
@@ -54,7 +58,7 @@ def evaluate(
         raise UserError(f"--min-confidence {min_confidence}: must be in [0, 1]")
     target = out_dir or Path("runs/evaluate") / time.strftime("%Y%m%d-%H%M%S")
     table = evaluate_runs(
-        list(model), list(dirs or []), noise, data_root=data, seed=seed, min_confidence=min_confidence
+        list(model), list(dirs or []), noise, data_root=data, seed=seed, min_confidence=min_confidence, trim=trim
     )
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -62,11 +66,12 @@ def evaluate(
     except OSError as exc:
         raise UserError(f"--out {target} cannot be written ({exc.strerror or exc})") from None
     show = Table(title=f"robustness · {len(model)} run(s)")
-    for col in ("condition", "clips", "macro-F1", "accuracy", "no digit heard", "low confidence"):
+    for col in ("condition", "clips", "macro-F1", "accuracy", "no digit heard", "low confidence", "commonest"):
         show.add_column(col, justify="left" if col == "condition" else "right")
     for cond, scores in table.scores.items():
         cells = [table.mean(cond, a) for a in ("f1", "accuracy", "no_digit", "low_confidence")]
-        show.add_row(cond, str(sum(s.clips for s in scores)), *("-" if c is None else f"{c:.4f}" for c in cells))
+        numbers = ("-" if c is None else f"{c:.4f}" for c in cells)
+        show.add_row(cond, str(sum(s.clips for s in scores)), *numbers, scores[0].commonest)
     out.print(show)
     out.print(f"written: {target / 'robustness.csv'}, {target / 'robustness.png'}", highlight=False, soft_wrap=True)
 
