@@ -45,3 +45,11 @@ def test_ece_by_hand() -> None:
     assert ece(proba, labels) == pytest.approx(expected)
     assert ece(torch.tensor([[1.0, 0.0]]), torch.tensor([0])) == 0.0
     assert ece(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)) == 0.0
+
+
+def test_the_floor_keeps_an_underconfident_model_as_it_is() -> None:
+    logits, labels = _overconfident()
+    shy = logits / 16  # far too unsure: the best temperature is below 1
+    assert fit_temperature(shy, labels) < 0.5
+    assert fit_temperature(shy, labels, floor=1.0) == 1.0
+    assert fit_temperature(logits, labels, floor=1.0) == fit_temperature(logits, labels)

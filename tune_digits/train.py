@@ -445,7 +445,8 @@ class Trainer:
         """Evaluate the best-validation weights on validation and test."""
         self.model.load_state_dict(self.best_state)
         mode, norm = self.cfg.features.normalize, self.data.norm
-        temperature = calibration.fit_temperature(predict_log_proba(self.model, self.x_val, mode, norm), self.y_val)
+        val_log_proba = predict_log_proba(self.model, self.x_val, mode, norm)
+        temperature = calibration.fit_temperature(val_log_proba, self.y_val, calibration.TRAIN_FLOOR)
         val = evaluate(self.model, self.x_val, self.y_val, mode, norm, temperature)
         x_test, y_test = _to_device(self.data.features, self.data.rows["test"], self.device)
         test = evaluate(self.model, x_test, y_test, mode, norm, temperature)
