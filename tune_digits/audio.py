@@ -23,6 +23,7 @@ overflows float32 and the features become NaN.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,8 @@ def _file_word(path: Path, fh: sf.SoundFile, frames: int, orig_sr: int, max_word
         fh.seek(first * hop)
         data = fh.read(min(count * hop + frame - hop, frames - first * hop), dtype="float32", always_2d=True)
         levels.append(vad.band_levels(_mono(path, data), orig_sr, count))
-    return vad.find_word(np.concatenate(levels), hop / orig_sr, max_word_s)
+    word = vad.find_word(np.concatenate(levels), hop / orig_sr, max_word_s)
+    return None if word is None else replace(word, clip_s=frames / orig_sr)
 
 
 def _decode(
@@ -133,6 +135,7 @@ def _decode(
     wave = _mono(path, data)
     if locate and not (target and trim and skip is not None):
         word = vad.locate(wave, orig_sr)
+        word = None if word is None else replace(word, clip_s=frames / orig_sr)  # found in the part decoded
     return wave, orig_sr, skip, word
 
 

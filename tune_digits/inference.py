@@ -232,7 +232,8 @@ def predict_files(
         for line in bad:
             warnings.warn(f"skipped unreadable recording {line}", stacklevel=2)
     best = proba.max(dim=1)
-    heard = [vad.heard(w) for w in words] if len(words) == len(ok) else [True] * len(ok)
+    window_s = models[0].cfg.audio.duration
+    heard = [vad.heard(w, window_s) for w in words] if len(words) == len(ok) else [True] * len(ok)
     rows = zip(ok, best.indices, best.values, heard, strict=True)
     return [Prediction(str(p), int(d), float(q), h) for p, d, q, h in rows]
 

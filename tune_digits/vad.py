@@ -13,15 +13,15 @@ threshold and extends while the level stays above the low one. Segments closer t
 :data:`MIN_WORD_S` are clicks; the dominant word is the segment with most energy above the floor,
 cut to its loudest :data:`MAX_WORD_S` when longer. No word: the loudest frame is below
 :data:`SILENCE_DB` (near silence), or less than :data:`MIN_RISE_DB` over the floor (stationary noise).
-A word is placed from 6 dB over the floor on (found at SNR 0 dB); :func:`heard` asks 9 dB of it, so
-that a burst of noise is less often taken for a digit.
+A word is placed from 6 dB over the floor on (found at SNR 0 dB); :func:`heard` asks more of a word in
+a long recording, so that a burst of noise is less often taken for a digit.
 The band leaves out rumble below 200 Hz and hiss above 3.6 kHz; docs/accuracy.md compares the
 method with torchaudio's ``functional.vad``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,7 +32,10 @@ BAND_HZ = (200.0, 3600.0)
 SMOOTH_FRAMES = 5  # 50 ms moving average of the power
 FLOOR_PERCENTILE = 10.0
 MIN_RISE_DB = 6.0  # the loudest smoothed frame must stand this far over the floor to be a word
-HEARD_RISE_DB = 9.0  # ... and this far to count as heard (docs/accuracy.md: found words vs noise-only clips)
+# In a recording longer than the window, a word counts as heard from this rise and core length on
+# (docs/accuracy.md: found words in noise-only clips against FSDD and own-voice words).
+HEARD_RISE_DB = 12.0
+HEARD_MIN_S = 0.15
 HIGH_SHARE, LOW_SHARE = 0.5, 0.2  # thresholds: floor + share * (peak - floor) ...
 HIGH_MIN_DB, LOW_MIN_DB = 6.0, 3.0  # ... and at least this far over the floor
 SILENCE_DB = -70.0  # loudest frame below this (dB re full scale): near silence, no word
@@ -50,15 +53,26 @@ class Word:
     start_s: float
     stop_s: float
     rise_db: float  # its loudest smoothed frame over the noise floor
+    clip_s: float = 0.0  # the length of the recording it was found in
 
     @property
     def centre_s(self) -> float:
         return 0.5 * (self.start_s + self.stop_s)
 
 
-def heard(word: Word | None) -> bool:
-    """Whether a found word is clear enough to be a digit: it stands HEARD_RISE_DB over the floor."""
-    return word is not None and word.rise_db >= HEARD_RISE_DB
+def heard(word: Word | None, window_s: float = 1.0) -> bool:
+    """Whether a found word is a digit heard, not a burst of noise.
+
+    A recording no longer than the window is a cut word (a found word is enough: the floor of a tightly
+    trimmed clip lies inside the word itself); in a longer one the word must rise HEARD_RISE_DB over the
+    floor and last HEARD_MIN_S without its margins.
+    """
+    if word is None:
+        return False
+    if word.clip_s <= window_s:
+        return True
+    core = word.stop_s - word.start_s - 2 * MARGIN_S
+    return word.rise_db >= HEARD_RISE_DB and core >= HEARD_MIN_S
 
 
 def frame_sizes(sample_rate: int) -> tuple[int, int]:
@@ -167,4 +181,5 @@ def find_word(levels: np.ndarray, hop_s: float = HOP_S, max_word_s: float = MAX_
 def locate(wave: np.ndarray, sample_rate: int, max_word_s: float = MAX_WORD_S) -> Word | None:
     """:func:`find_word` of a whole (S,) wave: the word's place in seconds, or None."""
     hop, _ = frame_sizes(sample_rate)
-    return find_word(band_levels(wave, sample_rate), hop / sample_rate, max_word_s)
+    word = find_word(band_levels(wave, sample_rate), hop / sample_rate, max_word_s)
+    return None if word is None else replace(word, clip_s=len(wave) / sample_rate)
