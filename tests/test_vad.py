@@ -115,3 +115,10 @@ def test_a_burst_in_a_long_recording_is_not_heard_but_a_cut_word_is() -> None:
     word = _word(SR, 0.5)
     found = vad.locate(word, SR)  # a tightly cut clip: the floor lies inside the word
     assert found is not None and found.clip_s == pytest.approx(0.5) and vad.heard(found)
+
+
+def test_a_very_quiet_16_bit_recording_is_still_heard(tmp_path: Path) -> None:
+    """-60 dB (peak -66 dBFS): near the 16-bit floor, but a word, as loud recordings 30 dB down are."""
+    path = tmp_path / "quiet.wav"
+    sf.write(path, _word(SR, 0.5) * 10 ** (-60 / 20), SR, subtype="PCM_16")
+    assert vad.heard(load_clip(path, SR, SR, trim=True)[1])
