@@ -122,3 +122,19 @@ def test_training_mixes_noise_into_a_share_of_each_batch(tmp_path: Path, tmp_cac
     assert 0.2 < changed < 0.8  # noise_share 0.5: about half the rows are noisy copies
     assert np.isfinite(trainer.train_epoch())
     assert Trainer(load_config(overrides=overrides), data).noisy is None  # off without augment.noise_dir
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("augment.noise_min_snr=30", "augment.noise_min_snr"),  # above noise_max_snr (20)
+        ("augment.noise_share=1.5", "augment.noise_share"),
+        ("augment.noise_offset=0.9", "augment.noise_offset"),
+        ("augment.noise_gain_db=-3", "augment.noise_gain_db"),
+    ],
+)
+def test_real_noise_settings_are_checked(override: str, key: str) -> None:
+    from tune_digits.config import load_config
+
+    with pytest.raises(ConfigError, match=key):
+        load_config(overrides=[override])
