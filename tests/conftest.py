@@ -25,3 +25,11 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache.mkdir()
     monkeypatch.setenv("TUNE_DIGITS_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _storage_key(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The key that signs Ray's pickles in search folders lives in the test's temporary folder, not in ~."""
+    import os
+
+    os.environ["TUNE_DIGITS_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "storage.key")

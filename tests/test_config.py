@@ -93,6 +93,23 @@ def test_unknown_key_without_close_match_lists_known_keys() -> None:
         from_flat({"zzzzzz": 1})
 
 
+@pytest.mark.parametrize("item", ["train.ema=0.999", "augment.mixup=0.3", "augment.gain_db=6", "train.ema=true"])
+def test_a_removed_experiment_is_a_one_line_error(item: str) -> None:
+    key = item.split("=")[0]
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[item])
+    text = str(info.value)
+    assert f"unknown config key {key!r}" in text and "removed" in text and "docs/accuracy.md" in text
+    assert "\n" not in text and key not in all_keys()
+
+
+def test_a_saved_run_with_the_removed_experiments_off_still_loads(tmp_path: Path) -> None:
+    old = write(tmp_path / "config.yaml", "train:\n  ema: 0.0\n  lr: 0.01\naugment:\n  mixup: 0.0\n  gain_db: 0\n")
+    cfg = load_config(old)
+    assert cfg == with_values(Config(), {"train.lr": 0.01})
+    assert "train.ema" not in to_flat(cfg)
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [
@@ -221,3 +238,17 @@ def test_with_values_keeps_the_base() -> None:
     assert base.train.lr == Config().train.lr  # frozen: the base is not changed
     with pytest.raises(ConfigError, match="unknown config key"):
         with_values(base, {"train.nope": 1})
+
+
+def test_a_model_trained_with_a_removed_experiment_still_loads(tmp_path: Path) -> None:
+    from tune_digits.checkpoint import save_checkpoint
+    from tune_digits.features import spectrogram_shape
+    from tune_digits.inference import build_model, load_model
+
+    cfg = load_config(overrides=["model.channels=[4,8]", "model.fc=[16]"])
+    shape = spectrogram_shape(cfg.audio, cfg.features)
+    saved = {**to_flat(cfg), "train.ema": 0.998, "augment.mixup": 0.3}  # what such a run's model.pt holds
+    save_checkpoint(tmp_path / "model.pt", build_model(cfg, shape).state_dict(), saved, {"input_shape": list(shape)})
+    assert load_model(tmp_path).cfg == cfg  # predict and submit can still use it
+    with pytest.raises(ConfigError, match="removed"):
+        from_flat(saved)  # but training with it again says what happened

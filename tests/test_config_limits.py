@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tune_digits import checkpoint
+from tune_digits import atomic
 from tune_digits.checkpoint import save_checkpoint
 from tune_digits.cli import app
 from tune_digits.errors import UserError
@@ -23,7 +23,7 @@ def disk_full(*_: Any) -> None:
 
 
 def test_save_checkpoint_on_a_full_disk_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     with pytest.raises(UserError, match="disk is full"):
         save_checkpoint(tmp_path / "model.pt", {"w": torch.zeros(3)}, {}, {})
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
@@ -35,7 +35,7 @@ def test_save_checkpoint_reports_other_write_errors_in_one_line(
     def read_only(*_: Any) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", read_only)
+    monkeypatch.setattr(atomic.os, "fsync", read_only)
     with pytest.raises(UserError, match="Read-only file system"):
         save_checkpoint(tmp_path / "model.pt", {"w": torch.zeros(3)}, {}, {})
 
@@ -43,7 +43,7 @@ def test_save_checkpoint_reports_other_write_errors_in_one_line(
 def test_train_on_a_full_disk_exits_2_with_one_line(
     tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     sets = [a for s in TINY for a in ("--set", s)]
     out = tmp_path / "runs" / "full"
     result = CliRunner().invoke(app, ["train", "--epochs", "1", "--wandb", "disabled", "--out", str(out), *sets])

@@ -75,6 +75,21 @@ def test_report_and_plots_are_written_and_images_decode(eight: Path) -> None:
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "±" not in (eight / "summary.md").read_text()  # one seed: no spread to show
+    assert "1 seed (0)" in html and "seeds 0" not in html
+
+
+def test_report_names_where_each_model_came_from(eight: Path) -> None:
+    sources = json.loads((eight / "sources.json").read_text())
+    assert sorted(sources) == ["A", "B"]
+    assert Path(sources["A"]["params"]).name == "a.yaml" and sources["A"]["search"] == ""  # a file given, no search
+    assert sources["B"]["model_name"] == "mobilenetv3_small_100"
+    table = pd.read_csv(eight / "summary.csv")
+    assert {s["data"] for s in sources.values()} == {json.loads((eight / "bases.json").read_text())["A"]["data.root"]}
+    html = (eight / "report.html").read_text()
+    assert sources["A"]["params"] in html and sources["A"]["data"] in html
+    best = table.groupby(["model", "variant", "augment"])["val_f1"].mean().idxmax()
+    label = f"{best[0]} {best[1]}{' +aug' if best[2] else ''}"
+    assert f"best configuration (by val macro-F1)</th><td>{label}</td>" in html
 
 
 def test_variant_and_augmentation_really_differ_between_runs(eight: Path) -> None:
@@ -108,7 +123,10 @@ def test_wandb_summary_run_holds_the_eight_rows(eight: Path, tmp_path: Path, mon
     f1 = logged["columns"].index("test_f1")
     assert [row[f1] for row in logged["data"]] == pytest.approx(expected["test_f1"].tolist())
     summary = wandb_files.summary(next(runs[0].glob("run-*.wandb")))
-    assert float(summary["best_test_f1"]) == pytest.approx(expected["test_f1"].max())
+    best = expected.loc[expected["val_f1"].idxmax()]  # one seed: the best run is the best configuration
+    assert float(summary["best_val_f1"]) == pytest.approx(best["val_f1"])
+    assert float(summary["best_config_test_f1"]) == pytest.approx(best["test_f1"])
+    assert "best_test_f1" not in summary  # test F1 picks nothing
     assert {"A/bilateral_effect", "A/augment_effect", "B/bilateral_effect", "B/augment_effect"} <= set(summary)
     log_summary_run(eight, "disabled", out_dir=tmp_path / "off")
     assert not (tmp_path / "off").exists()

@@ -59,7 +59,7 @@ def write_summary(folder: Path, hostile: str) -> None:
 
 def test_final_eight_report_escapes_the_seed_and_every_other_field(tmp_path: Path) -> None:
     write_summary(tmp_path / "eight", SCRIPT)
-    page = report.final_eight_report(tmp_path / "eight").read_text(encoding="utf-8")
+    page = report.write_report(tmp_path / "eight")[-1].read_text(encoding="utf-8")
     assert "<script" not in page
     assert "&lt;script&gt;" in page
     assert "(&lt;script&gt;" in page  # the seeds sentence, the field that ran before
@@ -79,7 +79,7 @@ def test_search_report_escapes_trial_ids_and_errors(tmp_path: Path) -> None:
         }
     )
     df.to_csv(folder / "results.csv", index=False)
-    page = report.build_report(folder).read_text(encoding="utf-8")
+    page = report.write_report(folder)[-1].read_text(encoding="utf-8")
     assert "<script" not in page and "&lt;script&gt;" in page
 
 

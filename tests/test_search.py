@@ -46,8 +46,10 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        args = ["search", "--space", str(_write_space(tmp)), "--storage", str(tmp / "runs"), "--name", "s1"]
-        result = runner.invoke(app, [*args, "--wandb", "offline", "--max-concurrent", "2"])
+        space = _write_space(tmp, num_samples=6)  # --set search.num_samples=4 below wins: 4 trials
+        args = ["search", "--space", str(space), "--storage", str(tmp / "runs"), "--name", "s1"]
+        args += ["--wandb", "offline", "--max-concurrent", "2", "--set", "search.num_samples=4"]
+        result = runner.invoke(app, args)
     finally:
         for k, v in old.items():
             if v is None:

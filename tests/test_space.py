@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from hypothesis import given
@@ -158,3 +160,75 @@ def test_start_needs_a_value_when_the_default_is_outside_the_space() -> None:
     with pytest.raises(ConfigError, match=r"start\[1\]\.train\.lr: its fixed or default value 0.002"):
         parse_space({**data, "start": [{}]})
     assert parse_space({**data, "start": [{"train.lr": 0.02}]}).start[0]["train.lr"] == 0.02
+
+
+def test_set_search_settings_like_any_other_section() -> None:
+    from tune_digits.config import load_config, parse_overrides
+
+    space, base = parse_space(GOOD).with_overrides(parse_overrides(["search.num_samples=4", "train.lr=0.01"]))
+    assert space.search.num_samples == 4 and base.search.num_samples == 4
+    assert space.search.max_epochs == 2  # the space's own search section stays under the override
+    assert base.train.lr == 0.01 and base.train.patience == 3
+    assert load_config(overrides=["search.max_epochs=7"]).search.max_epochs == 7
+    with pytest.raises(ConfigError, match=r"^unknown config key 'search\.num_sample'; did you mean search\.num_s"):
+        parse_space(GOOD).with_overrides(parse_overrides(["search.num_sample=4"]))
+    with pytest.raises(ConfigError, match=r"^search\.num_samples: must be >= 1, got 0$"):
+        parse_space(GOOD).with_overrides({"search.num_samples": 0})
+
+
+def test_search_settings_are_not_fixed_or_searched() -> None:
+    with pytest.raises(ConfigError, match="search settings go in the search section"):
+        parse_space(_with("fixed", "search.num_samples", 4))
+    with pytest.raises(ConfigError, match="space.search.seed: unknown config key"):
+        parse_space(_with("space", "search.seed", {"type": "choice", "values": [0, 1]}))
+
+
+def test_cli_search_with_an_unknown_search_setting_is_one_line(tmp_path, tmp_cache) -> None:
+    from typer.testing import CliRunner
+
+    from tune_digits.cli import app
+
+    demo = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
+    args = ["search", "--space", str(demo), "--storage", str(tmp_path / "runs"), "--wandb", "disabled"]
+    result = CliRunner().invoke(app, [*args, "--set", "search.num_sampels=4"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    needle = "error: unknown config key 'search.num_sampels'; did you mean search.num_samples"
+    assert len(lines) == 1 and lines[0].startswith(needle), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+SNAPSHOTS = Path(__file__).resolve().parent / "data" / "space_snapshots.json"
+
+
+@pytest.mark.parametrize("name", ["lenet.yaml", "timm.yaml"])
+def test_spaces_that_extend_a_preset_resolve_as_their_old_copies_did(name: str) -> None:
+    """The snapshot is what these files resolved to when they copied their preset's settings into fixed."""
+    import json
+    from dataclasses import asdict
+
+    from tune_digits.config import to_flat
+
+    old = json.loads(SNAPSHOTS.read_text(encoding="utf-8"))[name]
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / name)
+    assert "extends" in (Path(__file__).resolve().parents[1] / "search_spaces" / name).read_text(encoding="utf-8")
+    resolved = to_flat(space.base_config())
+    for key, value in old["config"].items():
+        assert resolved[key] == value, key
+    assert json.loads(json.dumps([asdict(d) for d in space.dims])) == old["dims"]
+    assert [dict(p) for p in space.start] == old["start"] and asdict(space.search) == old["search"]
+
+
+def test_extends_takes_the_preset_but_not_its_data_settings() -> None:
+    from tune_digits.config import preset_values
+
+    data = {"extends": "lenet5", "fixed": {"train.epochs": 9}, "space": GOOD["space"]}
+    space = parse_space(data)
+    preset = preset_values("lenet5")
+    assert preset["data.val_clips"] > 0 and "data.val_clips" not in space.fixed
+    assert space.base_config().data.val_clips == 0.0 and space.base_config().train.epochs == 9  # fixed wins
+    assert space.fixed["augment.freq_warp"] == preset["augment.freq_warp"]
+    with pytest.raises(ConfigError, match=r"^space: extends: unknown preset 'lenet6'; presets: .*lenet5"):
+        parse_space({**data, "extends": "lenet6"})
+    with pytest.raises(ConfigError, match="extends must name a preset"):
+        parse_space({**data, "extends": ["lenet5"]})

@@ -345,49 +345,82 @@ def test_wide_lenet_trains_channels_last_on_cpu_and_matches_the_plain_layout(
         torch.testing.assert_close(trainer.model(xb), plain.model(xb), rtol=1e-4, atol=1e-4)
 
 
-def test_ema_validates_and_keeps_the_moving_average(tones: tuple[Config, Prepared]) -> None:
+def _thin_corpus(root: Path) -> Path:
+    """The tones corpus without any 3 and with only two clips of 7 (one speaker's, wherever the split puts it)."""
+    make_corpus(root)
+    for path in [*root.glob("3_*.wav"), *sorted(root.glob("7_*.wav"))[2:]]:
+        path.unlink()
+    return root
+
+
+def test_prepare_warns_once_about_digits_training_barely_has(tmp_path: Path, tmp_cache: Path) -> None:
+    import warnings
+
+    from tune_digits.corpus import thin_digits
+
+    root = _thin_corpus(tmp_path / "thin")
+    cfg = load_config(overrides=[f"data.root={root}", "data.split=speakers", "train.device=cpu"])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # as the command line runs: each distinct warning once
+        data = prepare(cfg)
+        prepare(with_values(cfg, {"features.variant": "bilateral"}))  # final-eight prepares each variant
+    lines = [str(w.message) for w in seen if "clips of digit" in str(w.message)]
+    assert len(lines) == 1, lines
+    thin = thin_digits(data.catalog, data.split)
+    assert thin[3] == 0 and thin[7] <= 2 and set(thin) == {3, 7}
+    assert "\n" not in lines[0]
+    assert f"3 (0 clips), 7 ({thin[7]} clip" in lines[0] and "fewer than 5 clips of digits" in lines[0]
+
+
+def test_prepare_does_not_warn_when_every_digit_has_clips(tones: tuple[Config, Prepared]) -> None:
+    import warnings
+
+    from tune_digits.corpus import thin_digits
+
     cfg, data = tones
-    decay = 0.9
-    ema_cfg = with_values(cfg, {"train.ema": decay, "train.epochs": 2})
-    trainer = Trainer(ema_cfg, data)
-    name, param = next(iter(trainer.model.named_parameters()))
-    steps: list[torch.Tensor] = []  # the weights after each optimiser step
-    trainer.opt.register_step_post_hook(lambda *_: steps.append(param.detach().clone()))
-    record = trainer.step()
-    expected = steps[0]  # the average starts at the first step's weights, then decays towards each new one
-    for weights in steps[1:]:
-        expected = decay * expected + (1 - decay) * weights
-    averaged = dict(trainer.ema.module.named_parameters())[name]
-    assert torch.allclose(averaged, expected, atol=1e-6)
-    assert not torch.allclose(averaged, steps[-1])  # not the last step's weights
-    val = evaluate(trainer.ema.module, trainer.x_val, trainer.y_val, cfg.features.normalize, data.norm)
-    assert record["val_f1"] == pytest.approx(val["f1"]) and record["val_loss"] == pytest.approx(val["loss"])
-    assert all(torch.equal(trainer.best_state[k], v.cpu()) for k, v in trainer.ema.module.state_dict().items())
+    assert thin_digits(data.catalog, data.split) == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(cfg)
+        assert thin_digits(data.catalog, data.split, minimum=100) == {d: n for d, n in _train_counts(data).items()}
 
 
-def test_ema_changes_the_result_and_resumes_exactly(tones: tuple[Config, Prepared]) -> None:
-    cfg, data = tones
-    overrides = ["train.epochs=3", "train.ema=0.95"]
-    full = run(cfg, data, overrides)
-    assert without_time(full.history) != without_time(run(cfg, data, ["train.epochs=3"]).history)
-    saved: dict[str, Any] = {}
+def test_prepare_warn_digits_off_for_trials(tmp_path: Path, tmp_cache: Path) -> None:
+    import warnings
 
-    def stop_after_one(record: dict[str, Any], state: Any) -> None:
-        if record["epoch"] == 1:
-            saved.update(state())
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(cfg, data, overrides, on_epoch=stop_after_one)
-    resumed = run(cfg, data, overrides, resume=saved)
-    assert without_time(resumed.history) == without_time(full.history)
-    assert all(torch.equal(resumed.state_dict[k], full.state_dict[k]) for k in full.state_dict)
-    saved.pop("ema")
-    with pytest.raises(UserError, match="train.ema cannot resume a run saved without it"):
-        run(cfg, data, overrides, resume=saved)
+    root = _thin_corpus(tmp_path / "thin")
+    cfg = load_config(overrides=[f"data.root={root}", "data.split=speakers", "train.device=cpu"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(cfg, warn_digits=False)
 
 
-@pytest.mark.parametrize("value", ["1", "-0.1", "1.5"])
-def test_ema_out_of_range_is_a_config_error(value: str) -> None:
-    with pytest.raises(UserError, match=r"train.ema: must be in \[0, 1\)"):
-        load_config(overrides=[f"train.ema={value}"])
+def _train_counts(data: Prepared) -> dict[int, int]:
+    digits = {data.catalog.rel(r): r.digit for r in data.catalog.recordings}
+    counts = {d: 0 for d in range(10)}
+    for rel in data.split.train:
+        counts[digits[rel]] += 1
+    return counts
+
+
+def test_train_command_warns_in_one_line(tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from tune_digits.cli import app
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # as outside pytest: to stderr
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    root = _thin_corpus(tmp_path / "thin")
+    args = ["train", "--data", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), "--wandb", "disabled"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        monkeypatch.setattr(warnings, "showwarning", show)
+        result = CliRunner().invoke(app, [*args, "--set", "train.threads=1", "--set", "train.device=cpu"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "clips of digit" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: the training split of ")
+    assert "3 (0 clips)" in lines[0] and lines[0].endswith("add recordings or choose another --split")

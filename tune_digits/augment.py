@@ -5,22 +5,19 @@ guarantees that evaluation never sees augmented inputs:
 
 * :meth:`SpecAugment.signal`, on the (B, 1, F, T) log-mel batch in dB *before* normalisation:
   ``freq_warp`` (VTLP: every frequency scaled by a random factor, the mel axis resampled),
-  ``time_stretch`` (speaking rate), ``eq_db`` (a random smooth spectral colour: microphone, room),
-  ``gain_db`` (a level offset; ``features.normalize=utterance`` removes it exactly, so it only matters
-  with ``corpus`` or ``none``) and additive noise at a random SNR (``noise_prob``, in linear power).
+  ``time_stretch`` (speaking rate), ``eq_db`` (a random smooth spectral colour: microphone, room)
+  and additive noise at a random SNR (``noise_prob``, in linear power).
   Warp and stretch are one ``grid_sample`` over the batch.
 * :meth:`SpecAugment.forward`, on the normalised batch (after
   :func:`tune_digits.features.normalize_batch`): a random circular time shift, then ``freq_masks``
   bands of U{0..freq_width} mel bins and ``time_masks`` spans of U{0..time_width} frames. Masked
   cells take the item's own mean (0 after utterance normalisation).
 
-:func:`mixup` blends pairs of a batch (``augment.mixup``); the loss is mixed in ``train.py``.
 All random numbers come from the given generator: a seeded generator gives the same batch.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -103,17 +100,12 @@ def _warp(x: torch.Tensor, cfg: AugmentConfig, feat: FeatureConfig, generator: t
 
 
 def _colour(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """Add a per-item level offset (gain_db) and a smooth spectral curve (eq_db) in dB."""
+    """Add a smooth spectral curve of at most ``eq_db`` dB to each item."""
     b, _, f, _ = x.shape
-    offset = torch.zeros(b, 1, 1, 1, device=x.device)
-    if cfg.gain_db:
-        offset = offset + _uniform(b, -cfg.gain_db, cfg.gain_db, generator, x.device).view(b, 1, 1, 1)
-    if cfg.eq_db:
-        tilt, bow = _uniform(2 * b, -1.0, 1.0, generator, x.device).view(2, b, 1)
-        z = torch.linspace(-1.0, 1.0, f, device=x.device)[None, :]
-        curve = 0.5 * cfg.eq_db * (tilt * z + bow * torch.cos(torch.pi * z))  # (B, F), |curve| <= eq_db
-        offset = offset + curve[:, None, :, None]
-    return x + offset
+    tilt, bow = _uniform(2 * b, -1.0, 1.0, generator, x.device).view(2, b, 1)
+    z = torch.linspace(-1.0, 1.0, f, device=x.device)[None, :]
+    curve = 0.5 * cfg.eq_db * (tilt * z + bow * torch.cos(torch.pi * z))  # (B, F), |curve| <= eq_db
+    return x + curve[:, None, :, None]
 
 
 def _noise(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
@@ -125,18 +117,6 @@ def _noise(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | Non
     power = torch.pow(10.0, x / 10.0)
     level = power.mean(dim=(1, 2, 3), keepdim=True) * torch.pow(10.0, -snr / 10.0)
     return 10.0 * torch.log10(power + chosen * level * cells)
-
-
-def mixup(x: torch.Tensor, alpha: float, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Blend each item with a random partner: ``(lam * x + (1 - lam) * x[perm], perm, lam)``.
-
-    ``lam ~ Beta(alpha, alpha)`` once per batch (numpy, seeded from ``generator``); the caller mixes
-    the loss the same way: ``lam * loss(y) + (1 - lam) * loss(y[perm])``.
-    """
-    seed = int(_draw((1,), generator).item() * 2**31)
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
-    perm = torch.argsort(_draw((x.shape[0],), generator)).to(x.device)
-    return lam * x + (1.0 - lam) * x[perm], perm, lam
 
 
 class SpecAugment(torch.nn.Module):
@@ -154,7 +134,7 @@ class SpecAugment(torch.nn.Module):
     def signal_active(self) -> bool:
         """Whether :meth:`signal` changes anything in training mode."""
         c = self.cfg
-        return c.enabled and bool(c.freq_warp or c.time_stretch or c.gain_db or c.eq_db or c.noise_prob)
+        return c.enabled and bool(c.freq_warp or c.time_stretch or c.eq_db or c.noise_prob)
 
     def signal(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, C, F, T) dB batch, before normalisation -> same shape; ``x`` itself when nothing applies."""
@@ -165,7 +145,7 @@ class SpecAugment(torch.nn.Module):
         x = x.float()
         if self.cfg.freq_warp or self.cfg.time_stretch:
             x = _warp(x, self.cfg, self.features, generator)
-        if self.cfg.gain_db or self.cfg.eq_db:
+        if self.cfg.eq_db:
             x = _colour(x, self.cfg, generator)
         if self.cfg.noise_prob:
             x = _noise(x, self.cfg, generator)

@@ -5,39 +5,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tune_digits.atomic import write_bytes
 from tune_digits.errors import UserError
 
 FORMAT = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _make_readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _make_readable(path: Path) -> None:
-    """mkstemp files are private (0600); give them the mode a plain ``open`` would (0666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
 
 
 def save_checkpoint(
@@ -54,7 +30,7 @@ def save_checkpoint(
     torch.save(payload, buf)  # in memory: torch's own file writer reports a full disk as a RuntimeError
     path = Path(path)
     try:
-        atomic_write_bytes(path, buf.getvalue())
+        write_bytes(path, buf.getvalue())
     except OSError as exc:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         why = "the disk is full (or the quota is used up)" if full else (exc.strerror or str(exc))

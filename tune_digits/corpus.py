@@ -189,6 +189,29 @@ def make_split(
     return split
 
 
+MIN_TRAIN_CLIPS = 5  # fewer training clips of a digit than this and a model scores F1 ~0 on it
+
+
+def thin_digits(catalog: Catalog, split: Split, minimum: int = MIN_TRAIN_CLIPS) -> dict[int, int]:
+    """The digits with fewer than ``minimum`` clips in the training split, with their counts (0: missing)."""
+    train = set(split.train)
+    counts = Counter(r.digit for r in catalog.recordings if catalog.rel(r) in train)
+    return {d: counts[d] for d in range(10) if counts[d] < minimum}
+
+
+def warn_thin_digits(catalog: Catalog, split: Split) -> None:
+    """One warning line naming the digits the training split has (almost) no clips of."""
+    thin = thin_digits(catalog, split)
+    if thin:
+        listed = ", ".join(f"{d} ({n} clip{'s' * (n != 1)})" for d, n in thin.items())
+        warnings.warn(
+            f"the training split of {catalog.root} has fewer than {MIN_TRAIN_CLIPS} clips of "
+            f"digit{'s' * (len(thin) > 1)} {listed}: a model cannot learn {'them' if len(thin) > 1 else 'it'} "
+            "(F1 near 0); add recordings or choose another --split",
+            stacklevel=1,  # one place, one message: Python shows it once however often prepare() runs
+        )
+
+
 def _becker(catalog: Catalog, arg: str) -> list[str]:
     if arg not in {"0", "1", "2", "3", "4"}:
         raise DataError(f"split becker:{arg} is unknown; Becker et al. define folds becker:0 to becker:4")

@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tune_digits.atomic import write_text
 from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
@@ -178,17 +177,6 @@ def cross_validate(
     return result
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_cv(result: CVResult, out_dir: Path) -> None:
     """``cv.csv`` (one row per fold, then ``mean`` and ``std`` rows) and ``cv.json`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,5 +190,5 @@ def write_cv(result: CVResult, out_dir: Path) -> None:
         for key in (*SUMMARY_KEYS, "train_seconds"):
             row[key] = getattr(result, stat)(key)
         writer.writerow(row)
-    _atomic_write(out_dir / "cv.csv", buf.getvalue())
-    _atomic_write(out_dir / "cv.json", json.dumps(result.to_json(), indent=1))
+    write_text(out_dir / "cv.csv", buf.getvalue())
+    write_text(out_dir / "cv.json", json.dumps(result.to_json(), indent=1))

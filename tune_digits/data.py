@@ -31,8 +31,8 @@ from tune_digits.corpus import Catalog
 from tune_digits.errors import DataError
 
 CACHE_VERSION = 2
-# Recordings per work item. 30,000 clips at 48 kHz on 2 threads: 26 s and 1.1 GB peak RSS at 64,
-# 30 s / 1.5 GB at 128, 34 s / 1.8 GB at 256 (smaller batches stay in the CPU caches).
+# Recordings per work item: small chunks stay in the CPU caches and bound the peak memory; larger ones
+# were slower and bigger (docs/accuracy.md, "Measurements behind code defaults").
 CHUNK = 64
 
 
@@ -137,9 +137,8 @@ def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, obje
 
     Threads, not processes: decoding (libsndfile through cffi), the torch ops on whole chunks and
     ``cv2.bilateralFilter`` release the GIL, and threads share the imported libraries instead of
-    starting interpreters. Measured on 1,200 clips at 48 kHz, 2 cores: 2.0 s with 2 threads, 3.1 s
-    in one thread, 5.8 s with 2 spawned processes. Each thread runs torch single-threaded; torch's
-    thread count is restored afterwards.
+    starting interpreters (faster than both one thread and spawned processes: docs/accuracy.md). Each
+    thread runs torch single-threaded; torch's thread count is restored afterwards.
     """
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
@@ -159,7 +158,7 @@ def _run_chunks(fn, jobs: list[tuple], workers: int) -> Iterator[tuple[int, obje
         torch.set_num_threads(threads)
 
 
-def _progress(total: int, label: str, enabled: bool):
+def _progress(label: str, enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -254,7 +253,7 @@ def _write_entry(entry, files, labels, speakers, skipped, shape, fn, jobs, worke
     try:
         out = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(files), *shape))
         bad: list[str] = list(skipped or [])
-        with _progress(len(files), f"{label} features", progress) as bar:
+        with _progress(f"{label} features", progress) as bar:
             task = bar.add_task(label, total=len(files))
             for i, result in _run_chunks(fn, jobs, workers):
                 x, errs = result if isinstance(result, tuple) else (result, [])

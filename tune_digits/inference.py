@@ -27,10 +27,11 @@ import torch
 from torch import nn
 
 from tune_digits import vad
+from tune_digits.atomic import write_text
 from tune_digits.audio import AudioReadError, load_clip
 from tune_digits.calibration import apply_temperature
-from tune_digits.checkpoint import atomic_write_bytes, load_checkpoint
-from tune_digits.config import Config, from_flat
+from tune_digits.checkpoint import load_checkpoint
+from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
@@ -80,7 +81,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
     path = path / "model.pt" if folder else path
     payload = load_checkpoint(path)
-    cfg = from_flat(dict(payload.get("config") or {}))
+    cfg = from_saved(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
     shape = tuple(metrics.get("input_shape") or spectrogram_shape(cfg.audio, cfg.features))
     norm_values = metrics.get("norm") or (0.0, 1.0)
@@ -413,4 +414,4 @@ def write_prediction_csv(path: Path, preds: list[Prediction], min_confidence: fl
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write a CSV atomically, every text cell made safe for spreadsheets (see :mod:`tune_digits.safe_csv`)."""
-    atomic_write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))
+    write_text(path, csv_text(header, rows))

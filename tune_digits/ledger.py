@@ -17,11 +17,11 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tune_digits.atomic import stage_bytes
 from tune_digits.checkpoint import sha256_file
 from tune_digits.errors import UserError
 
@@ -87,30 +87,13 @@ def submissions_lock(submissions: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def current_umask() -> int:
-    """The process umask (os.umask reads it only by setting it, so it is set back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def stage_ledger(submissions: Path, entry: dict[str, Any]) -> Path:
     """A copy of the ledger with ``entry`` appended, beside it; os.replace it to commit."""
     path = submissions / LEDGER
     old = path.read_bytes() if path.is_file() else b""
     if old and not old.endswith(b"\n"):
         old += b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGER}-", dir=submissions)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(old + (json.dumps(entry, sort_keys=True) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return stage_bytes(path, old + (json.dumps(entry, sort_keys=True) + "\n").encode())
 
 
 def commit_attempt(tmp: Path, final: Path, ledger_tmp: Path) -> None:

@@ -119,6 +119,23 @@ def _prepare_shared(folder: Path, cfgs: dict[str, Config], progress: bool) -> di
     return bases
 
 
+def write_sources(folder: Path, params: dict[str, Path], bases: dict[str, dict[str, Any]]) -> None:
+    """sources.json: per model, its params file, the search that wrote it (when it is a search's best.yaml)
+    and the data and split it trains on; the report shows it."""
+    spec = json.loads((folder / "split.json").read_text(encoding="utf-8"))["spec"]
+    sources = {
+        arm: {
+            "model_name": bases[arm]["model.name"],
+            "params": str(Path(path).resolve()),
+            "search": Path(path).parent.name if (Path(path).parent / "results.csv").is_file() else "",
+            "data": bases[arm]["data.root"],
+            "split": spec,
+        }
+        for arm, path in params.items()
+    }
+    (folder / "sources.json").write_text(json.dumps(sources, indent=1), encoding="utf-8")
+
+
 def run_final_eight(opts: EightOptions) -> Path:
     from tune_digits.tracking import resolve_mode
     from tune_digits.tuning import shutdown_ray
@@ -130,6 +147,10 @@ def run_final_eight(opts: EightOptions) -> Path:
         raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not folder.is_dir():
         raise UserError(f"no final-eight named {opts.name!r} under {opts.storage}; check --name")
+    if opts.resume:
+        from tune_digits.storage_guard import check_storage
+
+        check_storage(folder)  # before Ray starts or reads a pickle there
     if not opts.resume and folder.exists():
         raise UserError(f"{folder} already exists; use --resume to continue it or choose another --name")
     if opts.seeds < 1:
@@ -145,6 +166,7 @@ def run_final_eight(opts: EightOptions) -> Path:
                 raise UserError(f"cannot create {folder} ({exc.strerror or exc}); choose another --storage") from None
             bases = _prepare_shared(folder, cfgs, opts.progress)
             (folder / "bases.json").write_text(json.dumps(bases, indent=1), encoding="utf-8")
+            write_sources(folder, resolve_params(opts), bases)
         bases = json.loads((folder / "bases.json").read_text(encoding="utf-8"))
         res = {arm: plan_resources(cluster, [b["model.name"]], None, None, 0) for arm, b in bases.items()}
         ctx = TrialContext(
@@ -196,7 +218,7 @@ def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> Non
     each model's bilateral and augmentation effects as summary values. Nothing when W&B is disabled."""
     import pandas as pd
 
-    from tune_digits.report import effects
+    from tune_digits.report import best_configuration, effects
     from tune_digits.tracking import Tracker
 
     if mode == "disabled":
@@ -214,8 +236,9 @@ def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> Non
     try:
         tracker.table("final_eight", table)
         values = {f"{model}/{name}_effect": v for model, eff in effects(table).items() for name, v in eff.items()}
-        best = table.loc[table["test_f1"].idxmax()]
-        values.update(best_test_f1=float(best["test_f1"]), best_run=str(best["run_dir"]))
+        best = best_configuration(table)  # picked by validation F1; its test F1 is reported, never used
+        if best:
+            values.update(best_config=best["label"], best_val_f1=best["val_f1"], best_config_test_f1=best["test_f1"])
         tracker.summary(values)
     finally:
         tracker.finish()
@@ -252,7 +275,7 @@ def write_summary(folder: Path) -> Path:
         sorted(rows.values(), key=lambda r: (r["model"], r["variant"] != "raw", r["augment"], r["seed"]))
     )
     table[SUMMARY_COLUMNS].to_csv(folder / "summary.csv", index=False)
-    from tune_digits.report import final_eight_report
+    from tune_digits.report import write_report
 
-    final_eight_report(folder)
+    write_report(folder)
     return folder

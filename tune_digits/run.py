@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tune_digits.atomic import make_public
 from tune_digits.checkpoint import save_checkpoint
 from tune_digits.config import Config, save_config, to_flat
 from tune_digits.corpus import Split, save_split
@@ -130,7 +131,7 @@ def train_run(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out} ({exc.strerror or exc}); choose another --out") from None
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is as readable as any other
+    make_public(tmp)  # a run folder is as readable as any other
     tracker = None
     try:
         tracker = Tracker(tmp, mode=wandb, name=out.name, group="train", job_type="train", config=to_flat(cfg))
@@ -150,12 +151,6 @@ def train_run(
             raise UserError(f"run {out} not saved, nothing was written: {exc.strerror or exc}") from None
         raise
     return result
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fit_with_progress(cfg: Config, data: Prepared, tracker: Any, progress: bool) -> FitResult:

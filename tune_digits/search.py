@@ -55,6 +55,24 @@ def search_dir(opts: SearchOptions) -> Path:
     return (opts.storage / opts.name).resolve()
 
 
+def default_name(space: Path, stamp: str | None = None) -> str:
+    """``SPACE-TIME``: the space file's stem and the start time."""
+    return f"{space.stem}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def settings_overrides(**settings: Any) -> list[str]:
+    """``num_samples=4`` style flags as ``search.num_samples=4`` overrides; unset (None) ones are skipped."""
+    return [f"search.{key}={value}" for key, value in settings.items() if value is not None]
+
+
+def resume_line(space: Path, opts: SearchOptions) -> str | None:
+    """What to print when the search is interrupted: how to resume it; None when it left nothing to resume."""
+    if not search_dir(opts).is_dir():
+        return None
+    again = f"tune-digits search --space {space} --storage {opts.storage} --name {opts.name} --resume"
+    return f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}"
+
+
 def check_target(opts: SearchOptions) -> Path:
     """Refuse to overwrite a search; refuse to resume one that does not exist. Creates nothing."""
     check_name(opts.name)
@@ -64,6 +82,10 @@ def check_target(opts: SearchOptions) -> Path:
         raise UserError(f"--storage {opts.storage}: {blocking} is a file, not a folder; choose another --storage")
     if opts.resume and not path.is_dir():
         raise UserError(f"no search named {opts.name!r} under {opts.storage}; check --name and --storage")
+    if opts.resume:
+        from tune_digits.storage_guard import check_storage
+
+        check_storage(path)  # before Ray starts or reads a pickle there
     if not opts.resume and path.exists():
         raise UserError(f"search {path} already exists; use --resume to continue it or choose another --name")
     return path
@@ -77,7 +99,7 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
 
     path = check_target(opts)
     wandb_mode = resolve_mode(opts.wandb)
-    base = space.base_config(parse_overrides(list(opts.overrides)))
+    space, base = space.with_overrides(parse_overrides(list(opts.overrides)))  # --set search.* included
     if opts.resume:
         base = from_flat(json.loads((path / "base_config.json").read_text(encoding="utf-8")))
     data = prepare(base, progress=opts.progress)  # builds the shared feature cache once, before any trial
@@ -185,6 +207,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         best_epoch=best["epoch"] if best else 0,
         train_seconds=history[-1]["seconds"] if history else 0.0,
         time_total_s=round(float(metrics.get("time_total_s", 0.0)), 3),
+        trial_index=_trial_index(metrics, result.path, trial_id),  # the report plots trials in this order
         error=error,
         failures=count_failures(Path(result.path)) if result.path else 0,
         checkpoint="",
@@ -201,6 +224,15 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
         _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
+
+
+def _trial_index(metrics: dict[str, Any], ray_path: str | None, trial_id: str) -> float:
+    """The trial's number in the order Ray created (and started) the trials, from 1: the counter that leads
+    Ray's experiment tag (``3_train.lr=0.001,...``), also in its trial folder's name; NaN when neither has it."""
+    tag = str(metrics.get("experiment_tag") or "")
+    folder = Path(ray_path or "").name
+    found = re.match(r"(\d+)(?:_|$)", tag) or re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", folder)
+    return float(found.group(1)) if found else float("nan")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -291,9 +323,9 @@ def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path)
         save_config(replace(cfg, data=replace(cfg.data, root=str(data_root))), path / "best.yaml")
     _importance(path, space, done)
     try:
-        from tune_digits.report import build_report
+        from tune_digits.report import write_report
 
-        build_report(path)
+        write_report(path)
     except (ImportError, ValueError, KeyError) as exc:
         (path / "report_error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     return path
@@ -303,7 +335,9 @@ def _importance(path: Path, space: SearchSpace, done: Any) -> None:
     """Parameter importance (Optuna's PED-ANOVA) over the finished trials, when there are enough."""
     import optuna
 
-    if len(done) < 4 or not space.dims:
+    from tune_digits.report_search import MIN_TRIALS_FOR_IMPORTANCE
+
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not space.dims:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = to_optuna(space)

@@ -1,6 +1,7 @@
 """Search spaces as data: a YAML file of fixed settings, typed distributions and search settings.
 
-    fixed:                      # dotted keys, as in `train --set`
+    extends: lenet5             # optional: start from a preset (tune_digits/presets/), all but its data.*
+    fixed:                      # dotted keys, as in `train --set`; over the preset's
       model.name: lenet5
     space:                      # dotted key -> distribution
       train.lr: {type: loguniform, low: 3.0e-4, high: 1.0e-2}
@@ -14,6 +15,9 @@
       - {}                      #   a key left out takes its fixed or default value)
       - {train.batch_size: 128}
 
+A preset's ``data.*`` settings (how one training run validates, e.g. ``data.val_clips``) are not
+taken: a search judges its trials on whole validation speakers unless ``fixed`` says otherwise.
+
 Distributions: uniform, loguniform, int (inclusive; ``log: true`` allowed), choice,
 quantized (``q`` step; ``log: true`` allowed). Validation is strict: an unknown
 key, a wrong type, low above high or an unknown distribution is a one-line error.
@@ -24,11 +28,23 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tune_digits.config import Config, all_keys, flatten, from_flat, parse_yaml_text, to_flat, with_values
+from tune_digits.config import (  # noqa: F401  (MAX_SAMPLES: for callers)
+    MAX_SAMPLES,
+    Config,
+    SearchConfig,
+    all_keys,
+    flatten,
+    from_flat,
+    list_presets,
+    parse_yaml_text,
+    preset_values,
+    to_flat,
+    with_values,
+)
 from tune_digits.errors import ConfigError, UserError
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "quantized")
@@ -41,46 +57,7 @@ _DIST_KEYS = {
 }
 
 
-MAX_SAMPLES = 10_000
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    metric: str = "val_f1"
-    mode: str = "max"
-    num_samples: int = 16
-    max_epochs: int = 20
-    grace_period: int = 2  # epochs every trial runs before ASHA may stop it
-    reduction_factor: int = 3
-    seed: int = 0
-    max_concurrent: int = 0  # 0 = as many as the resources allow
-    time_budget: float = 0.0  # seconds; 0 = no limit
-    max_failures: int = 1  # retries of a failed trial
-
-    def __post_init__(self) -> None:
-        rules = [
-            (
-                self.metric in ("val_f1", "val_accuracy", "val_loss"),
-                "search.metric",
-                "must be val_f1, val_accuracy or val_loss",
-            ),
-            (self.mode in ("max", "min"), "search.mode", "must be max or min"),
-            (self.num_samples >= 1, "search.num_samples", "must be >= 1"),
-            (
-                self.num_samples <= MAX_SAMPLES,
-                "search.num_samples",
-                f"must be <= {MAX_SAMPLES} (Ray keeps every trial in memory and on disk; run several searches)",
-            ),
-            (self.max_epochs >= 1, "search.max_epochs", "must be >= 1"),
-            (self.grace_period >= 1, "search.grace_period", "must be >= 1"),
-            (self.reduction_factor >= 2, "search.reduction_factor", "must be >= 2"),
-            (self.max_concurrent >= 0, "search.max_concurrent", "must be >= 0"),
-            (self.time_budget >= 0, "search.time_budget", "must be >= 0"),
-            (self.max_failures >= 0, "search.max_failures", "must be >= 0"),
-        ]
-        for ok, key, rule in rules:
-            if not ok:
-                raise ConfigError(f"{key}: {rule}, got {getattr(self, key.split('.')[1])!r}")
+SearchSettings = SearchConfig  # the search: section of a space
 
 
 @dataclass(frozen=True)
@@ -103,11 +80,18 @@ class SearchSpace:
     source: str
     fixed: dict[str, Any]
     dims: tuple[Dimension, ...]
-    search: SearchSettings = field(default_factory=SearchSettings)
+    search: SearchConfig = field(default_factory=SearchConfig)
     start: tuple[dict[str, Any], ...] = ()  # full points (every searched key), tried before sampling
 
     def base_config(self, extra: dict[str, Any] | None = None) -> Config:
-        return from_flat({**self.fixed, **(extra or {})})
+        """The fixed settings and the ``search:`` section, then ``extra`` (``--set`` values) over them."""
+        settings = {f"search.{k}": v for k, v in asdict(self.search).items()}
+        return from_flat({**self.fixed, **settings, **(extra or {})})
+
+    def with_overrides(self, extra: dict[str, Any]) -> tuple[SearchSpace, Config]:
+        """The space with ``extra`` (dotted keys, ``search.*`` included) applied, and its base config."""
+        base = self.base_config(extra)
+        return replace(self, search=base.search), base
 
 
 def _num(key: str, spec: dict, name: str, integer: bool = False) -> float | int:
@@ -157,14 +141,18 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
     """Validate a parsed YAML document into a SearchSpace."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with fixed, space and search sections")
-    unknown = set(data) - {"fixed", "space", "search", "start"}
+    unknown = set(data) - {"extends", "fixed", "space", "search", "start"}
     if unknown:
-        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}; sections are fixed, space, search, start")
-    fixed = flatten(data.get("fixed") or {})
+        raise ConfigError(
+            f"{source}: unknown section {sorted(unknown)[0]!r}; sections are extends, fixed, space, search, start"
+        )
+    fixed = {**_preset_settings(data.get("extends"), source), **flatten(data.get("fixed") or {})}
     raw_space = data.get("space") or {}
     if not isinstance(raw_space, dict) or not raw_space:
         raise ConfigError(f"{source}: the space section is empty; add at least one distribution")
-    known = set(all_keys())
+    if any(key.startswith("search.") for key in fixed):
+        raise ConfigError(f"{source}: search settings go in the search section, not under fixed")
+    known = {key for key in all_keys() if not key.startswith("search.")}
     dims = []
     for key, spec in raw_space.items():
         if key not in known:
@@ -182,6 +170,19 @@ def parse_space(data: Any, source: str = "space") -> SearchSpace:
                 raise ConfigError(f"space.{dim.key}: the value {value!r} is not allowed ({exc})") from None
     start = _parse_start(data.get("start"), dims, base)
     return SearchSpace(source, fixed, tuple(dims), search, start)
+
+
+def _preset_settings(name: Any, source: str) -> dict[str, Any]:
+    """``extends: NAME``: the preset's dotted settings without its ``data.*`` ones; none when absent."""
+    if name is None:
+        return {}
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: extends must name a preset ({', '.join(list_presets())}), got {name!r}")
+    try:
+        values = preset_values(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: extends: {exc}") from None
+    return {key: value for key, value in values.items() if not key.startswith("data.")}
 
 
 def contains(dim: Dimension, value: Any) -> bool:
@@ -230,17 +231,17 @@ def _parse_start(raw: Any, dims: list[Dimension], base: Config) -> tuple[dict[st
     return tuple(points)
 
 
-def _parse_settings(raw: Any, source: str) -> SearchSettings:
+def _parse_settings(raw: Any, source: str) -> SearchConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: search must be a mapping")
-    names = {f.name: f.type for f in fields(SearchSettings)}
+    names = {f.name: f.type for f in fields(SearchConfig)}
     for key, value in raw.items():
         if key not in names:
             raise ConfigError(f"search.{key}: unknown setting; known: {', '.join(names)}")
         expected = {"str": str, "int": int, "float": (int, float)}[names[key]]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise ConfigError(f"search.{key}: expected {names[key]}, got {value!r}")
-    return SearchSettings(**raw)
+    return SearchConfig(**raw)
 
 
 def load_space(path: str | Path) -> SearchSpace:

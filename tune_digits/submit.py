@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tune_digits.atomic import make_public
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
 from tune_digits.errors import UserError
@@ -27,7 +28,6 @@ from tune_digits.ledger import (
     attempts_left,
     check_attempt_number,
     commit_attempt,
-    current_umask,
     discard,
     read_ledger,
     stage_ledger,
@@ -243,7 +243,7 @@ def write_attempt(
     tmp = Path(tempfile.mkdtemp(prefix=f".attempt-{n}.tmp-", dir=sub))
     ledger_tmp = None
     try:
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private
+        make_public(tmp)  # mkdtemp makes it private
         shutil.copyfile(pick.folder / "model.pt", tmp / "model.pt")
         if sha256_file(tmp / "model.pt") != plan.checkpoint_sha256:
             raise UserError(f"{pick.name}/model.pt changed while submitting; try again")

@@ -11,19 +11,18 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tune_digits import calibration, metrics
-from tune_digits.augment import SpecAugment, mixup
+from tune_digits.augment import SpecAugment
 from tune_digits.config import Config
-from tune_digits.corpus import Catalog, Split, make_split, scan
+from tune_digits.corpus import Catalog, Split, make_split, scan, warn_thin_digits
 from tune_digits.data import FeatureSet, build_features, corpus_stats
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
@@ -87,11 +86,16 @@ def data_root(cfg: Config) -> Path:
     return demo_root()
 
 
-def prepare(cfg: Config, *, progress: bool = False) -> Prepared:
-    """Scan the corpus, resolve the split and open (or build) the feature cache."""
+def prepare(cfg: Config, *, progress: bool = False, warn_digits: bool = True) -> Prepared:
+    """Scan the corpus, resolve the split and open (or build) the feature cache.
+
+    ``warn_digits``: warn (once per process) when the training split has (almost) no clips of a digit.
+    """
     catalog = scan(data_root(cfg))
     d = cfg.data
     split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed, d.val_clips)
+    if warn_digits:
+        warn_thin_digits(catalog, split)
     fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
     rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
     for part, found in rows.items():
@@ -116,7 +120,6 @@ class FitResult:
     input_shape: tuple[int, int, int]
     norm: tuple[float, float]
     device: str
-    extra: dict[str, Any] = field(default_factory=dict)
     augmented_batches: int = 0  # training batches that went through SpecAugment
     temperature: float = 1.0  # fitted on validation (tune_digits/calibration.py); predict divides logits by it
 
@@ -150,9 +153,9 @@ class FitResult:
 def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -> bool:
     """Whether the model trains faster in channels-last memory format.
 
-    timm networks: always (depthwise and 1x1 convolutions run ~1.5x faster on a CPU). LeNet-5 on a CPU
-    from 16 channels in its first convolution: an epoch of 2,000 clips on one thread took 3.5 s instead of
-    4.9 s at 16/32 and 7.3 s instead of 10.7 s at 32/64, but 3.3 s instead of 2.0 s at 6/16.
+    timm networks: always (their depthwise and 1x1 convolutions are faster so on a CPU). LeNet-5: on a CPU
+    from 16 channels in its first convolution; narrower ones are slower in it (docs/accuracy.md,
+    "Measurements behind code defaults").
     """
     if model != "lenet5":
         return True
@@ -280,10 +283,6 @@ class Trainer:
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
         self.steps_per_epoch = self.repeats * math.ceil(len(self.x_train) / t.batch_size)
         self.opt, self.sched = _make_optimizer(cfg, self.model, t.epochs * self.steps_per_epoch)
-        # Weight averaging: validation, the kept best weights and the test use the average, not the last step.
-        self.ema = (
-            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
-        )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
         self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale = 0, -1.0, math.inf, 0, 0
@@ -311,38 +310,31 @@ class Trainer:
                 loss.backward()
                 self.opt.step()
                 self.sched.step()
-                if self.ema is not None:
-                    self.ema.update_parameters(self.model)
                 total += loss.item() * len(idx)
                 count += len(idx)
         return total / max(count, 1)
 
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Augment (dB stage, normalise, masks; mixup) one (B, 1, F, T) training batch and return its loss."""
+        """Augment (dB stage, normalise, masks) one (B, 1, F, T) training batch and return its loss."""
         xs = self.augment.signal(x, generator=self.gen)  # dB: voices and rooms; ``x`` itself when off
         xb = normalize_batch(xs, self.cfg.features.normalize, *self.data.norm)  # (B, 1, F, T) float32
         xa = self.augment(xb, generator=self.gen)
-        alpha = self.cfg.augment.mixup if self.cfg.augment.enabled else 0.0
-        self.augmented_batches += int(xa is not xb or xs is not x or alpha > 0)  # each stage returns its input when off
-        if alpha > 0:
-            xa, partner, lam = mixup(xa, alpha, self.gen)
+        self.augmented_batches += int(xa is not xb or xs is not x)  # each stage returns its input when off
         with _autocast(self.device):
             logits = self.model(xa).float()
-        if alpha > 0:
-            return lam * self.loss_fn(logits, y) + (1.0 - lam) * self.loss_fn(logits, y[partner])
         return self.loss_fn(logits, y)
 
     def step(self) -> dict[str, Any]:
         """Train one epoch, validate, and return the epoch's record."""
         start = time.perf_counter()
         train_loss = self.train_epoch()
-        val = evaluate(self.eval_model, self.x_val, self.y_val, self.cfg.features.normalize, self.data.norm)
+        val = evaluate(self.model, self.x_val, self.y_val, self.cfg.features.normalize, self.data.norm)
         self.seconds += time.perf_counter() - start
         self.epoch += 1
         improved = val["f1"] > self.best_f1 or (val["f1"] == self.best_f1 and val["loss"] < self.best_loss)
         if improved:
             self.best_f1, self.best_loss, self.best_epoch, self.stale = val["f1"], val["loss"], self.epoch, 0
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.eval_model.state_dict().items()})
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
         else:
             self.stale += 1
         record = {
@@ -358,11 +350,6 @@ class Trainer:
         }
         self.history.append(record)
         return record
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights that are validated and kept: the moving average when ``train.ema`` is on."""
-        return self.model if self.ema is None else self.ema.module
 
     def done(self) -> bool:
         patience = self.cfg.train.patience
@@ -383,13 +370,7 @@ class Trainer:
             "history": self.history,
             "counters": [self.epoch, self.best_f1, self.best_loss, self.best_epoch, self.stale, self.seconds],
             "augmented_batches": self.augmented_batches,
-            "temperature": round(self.temperature, 6),
-            "val_ece": self.val.get("ece"),
-            "test_ece": self.test.get("ece"),
-            "test_ece_uncalibrated": self.test.get("ece_uncalibrated"),
         }
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return _cpu_copy(state)
@@ -406,10 +387,6 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.gen.set_state(state["generator"])
-        if self.ema is not None:
-            if "ema" not in state:
-                raise ConfigError("train.ema cannot resume a run saved without it; keep train.ema of the saved run")
-            self.ema.load_state_dict(state["ema"])
         if "rng" in state:
             torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and self.device.type == "cuda":

@@ -80,7 +80,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     trial_dir = Path(ctx.out_dir) / "trials" / trial_id
     resume = _load_resume(tune.get_checkpoint())
     _reset_history(trial_dir / "history.jsonl", resume)
-    data = prepare(cfg)
+    data = prepare(cfg, warn_digits=False)  # the driver warned once, before the trials
     tracker = Tracker(trial_dir, mode="disabled")  # local history; W&B is logged by WandbTrials in the driver
     shape, norm = list(data.features.shape), list(data.norm)
 
@@ -183,8 +183,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
 
     if ray.is_initialized():
         return ray.cluster_resources()
+    from tune_digits.cluster_auth import auth_error, check_auth, is_auth_failure
+
     if address and address != "auto":
         _probe(address)
+        check_auth(address)  # reachable, but is the token what is missing?
     env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
     try:
         ray.init(
@@ -195,7 +198,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
             runtime_env=env,
             configure_logging=True,
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:
+        if is_auth_failure(exc):
+            raise auth_error(str(address)) from None
+        if not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head` or drop --address"
@@ -259,11 +266,14 @@ def run_config(
 ):
     from ray import tune
 
+    from tune_digits.storage_guard import guarded_filesystem
+
     callbacks = [WandbTrials(ctx)] if ctx is not None and ctx.wandb != "disabled" else []
 
     return tune.RunConfig(
         name=name,
         storage_path=str(storage.resolve()),
+        storage_filesystem=guarded_filesystem(storage / name),  # signs Ray's pickles as they are written
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
         ),
@@ -284,14 +294,26 @@ def make_trainable(ctx: TrialContext, res: Resources | dict[str, Resources]):
 
 
 def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dict, make_new: Any):
-    """``Tuner.restore`` when resuming (finished trials are not rerun), otherwise a fresh Tuner."""
+    """``Tuner.restore`` when resuming (finished trials are not rerun), otherwise a fresh Tuner.
+
+    Before Ray reads anything there, every pickle in ``path`` must be one this tool signed.
+    """
     from ray import tune
 
+    from tune_digits.storage_guard import check_storage, guarded_filesystem
+
     if resume:
-        if not tune.Tuner.can_restore(str(path)):
+        check_storage(path)
+        fs = guarded_filesystem(path)
+        if not tune.Tuner.can_restore(str(path), storage_filesystem=fs):
             raise UserError(f"nothing to resume at {path}: no Ray experiment state there; run without --resume")
         return tune.Tuner.restore(
-            str(path), trainable=trainable_fn, resume_unfinished=True, resume_errored=True, param_space=param_space
+            str(path),
+            trainable=trainable_fn,
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=param_space,
+            storage_filesystem=fs,
         )
     return make_new()
 

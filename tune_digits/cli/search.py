@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,75 +10,67 @@ from rich.table import Table
 
 from tune_digits.cli.app import announce_data, app, console, out, overrides_from_flags, user_errors
 
+SpaceOpt = Annotated[Path, typer.Option("--space", help="A search space YAML, e.g. search_spaces/lenet.yaml.")]
+DataOpt = Annotated[Optional[Path], typer.Option(help="Corpus folder (default: the bundled demo corpus).")]
+SplitOpt = Annotated[Optional[str], typer.Option(help="becker:K, speakers, loso:SPEAKER, fsdd-official, split.json.")]
+NameOpt = Annotated[Optional[str], typer.Option(help="Search name (default SPACE-TIME); --resume needs it.")]
+SamplesOpt = Annotated[Optional[int], typer.Option(help="Trials to run.")]
+EpochsOpt = Annotated[Optional[int], typer.Option(help="Epochs of a trial that ASHA never stops.")]
+BudgetOpt = Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")]
+CpusOpt = Annotated[Optional[float], typer.Option(help="CPUs per trial (default 1).")]
+GpusOpt = Annotated[Optional[float], typer.Option(help="GPUs per trial (default 0.25 LeNet-5, 1 timm).")]
+ConcurrentOpt = Annotated[Optional[int], typer.Option(help="Trials at once (default: what fits).")]
+AddressOpt = Annotated[Optional[str], typer.Option(help="Join a Ray cluster: auto or ray://HOST:10001.")]
+StorageOpt = Annotated[Path, typer.Option(help="Where searches are kept (shared storage on a cluster).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the search --name after a crash.")]
+WandbOpt = Annotated[str, typer.Option(help="auto, online, offline or disabled.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler.")]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a setting: train.patience=5, search.num_samples=4.")
+]
+
 
 @app.command()
 @user_errors
 def search(
-    space: Annotated[Path, typer.Option("--space", help="A search space YAML, e.g. search_spaces/lenet.yaml.")],
-    data: Annotated[Optional[Path], typer.Option(help="Corpus folder (default: the bundled demo corpus).")] = None,
-    split: Annotated[
-        Optional[str], typer.Option(help="becker:K, speakers, loso:SPEAKER, fsdd-official, split.json.")
-    ] = None,
-    name: Annotated[Optional[str], typer.Option(help="Search name (default SPACE-TIME); --resume needs it.")] = None,
-    num_samples: Annotated[Optional[int], typer.Option(help="Trials to run.")] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs of a trial that ASHA never stops.")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per trial (default 1).")] = None,
-    gpus_per_trial: Annotated[
-        Optional[float], typer.Option(help="GPUs per trial (default 0.25 LeNet-5, 1 timm).")
-    ] = None,
-    max_concurrent: Annotated[Optional[int], typer.Option(help="Trials at once (default: what fits).")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Join a Ray cluster: auto or ray://HOST:10001.")] = None,
-    storage: Annotated[Path, typer.Option(help="Where searches are kept (shared storage on a cluster).")] = Path(
-        "runs/search"
-    ),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the search --name after a crash.")] = False,
-    wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler.")] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a fixed setting: --set train.patience=5.")
-    ] = None,
+    space: SpaceOpt,
+    data: DataOpt = None,
+    split: SplitOpt = None,
+    name: NameOpt = None,
+    num_samples: SamplesOpt = None,
+    max_epochs: EpochsOpt = None,
+    time_budget: BudgetOpt = None,
+    cpus_per_trial: CpusOpt = None,
+    gpus_per_trial: GpusOpt = None,
+    max_concurrent: ConcurrentOpt = None,
+    address: AddressOpt = None,
+    storage: StorageOpt = Path("runs/search"),
+    resume: ResumeOpt = False,
+    wandb: WandbOpt = "auto",
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Tune hyperparameters with Ray Tune, Optuna (TPE) and ASHA early stopping."""
-    from dataclasses import replace
-
-    from tune_digits.search import SearchOptions, run_search, search_dir
+    from tune_digits.config import parse_overrides
+    from tune_digits.search import SearchOptions, default_name, resume_line, run_search, settings_overrides
     from tune_digits.space import load_space
 
     sp = load_space(space)
-    changes = {
-        "num_samples": num_samples,
-        "max_epochs": max_epochs,
-        "time_budget": time_budget,
-        "max_concurrent": max_concurrent,
-        "seed": seed,
-    }
-    sp = replace(sp, search=replace(sp.search, **{k: v for k, v in changes.items() if v is not None}))
     if resume and not name:
         raise typer.BadParameter("--resume needs the --name of the search to continue")
-    flags = overrides_from_flags(data=data, split=split) + list(set_ or [])
-    opts = SearchOptions(
-        name=name or f"{space.stem}-{time.strftime('%Y%m%d-%H%M%S')}",
-        storage=storage,
-        overrides=tuple(flags),
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        address=address,
-        resume=resume,
-        wandb=wandb,
-    )
+    searched = settings_overrides(num_samples=num_samples, max_epochs=max_epochs, time_budget=time_budget, seed=seed)
+    flags = overrides_from_flags(data=data, split=split) + searched + settings_overrides(max_concurrent=max_concurrent)
+    flags += list(set_ or [])
+    sp = sp.with_overrides(parse_overrides(flags))[0]  # a bad setting fails now, before anything is announced
+    resources = {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "address": address}
+    opts = SearchOptions(name or default_name(space), storage, tuple(flags), resume=resume, wandb=wandb, **resources)
     announce_data(str(data or sp.fixed.get("data.root", "")))
     try:
         folder = run_search(sp, opts)
     except KeyboardInterrupt:
-        if search_dir(opts).is_dir():
-            again = f"tune-digits search --space {space} --storage {storage} --name {opts.name} --resume"
-            console.print(
-                f"search {opts.name} interrupted, not finished (no best.yaml); resume with: {again}",
-                soft_wrap=True,
-                markup=False,
-                highlight=False,
-            )
+        line = resume_line(space, opts)
+        if line is not None:
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
         raise
     show_leaderboard(folder)
 

@@ -47,64 +47,65 @@ PresetOpt = Annotated[
 ]
 
 
+ModelOpt = Annotated[
+    Optional[str], typer.Option(help="lenet5, resnet20 (ResNet for small images) or a timm model name (resnet18, ...).")
+]
+VariantOpt = Annotated[Optional[str], typer.Option(help="raw or bilateral spectrograms.")]
+AugmentOpt = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="SpecAugment on training batches.")]
+EpochsOpt = Annotated[Optional[int], typer.Option(help="Training epochs.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed.")]
+OutOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT; with --cv runs/cv/TIME-MODEL-PROTOCOL)."
+    ),
+]
+WandbOpt = Annotated[str, typer.Option(help="auto, online, offline or disabled.")]
+StrictOpt = Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")]
+
+
 @app.command()
 @user_errors
 def train(
-    model: Annotated[
-        Optional[str],
-        typer.Option(help="lenet5, resnet20 (ResNet for small images) or a timm model name (resnet18, ...)."),
-    ] = None,
+    model: ModelOpt = None,
     data: DataOpt = None,
-    variant: Annotated[Optional[str], typer.Option(help="raw or bilateral spectrograms.")] = None,
-    augment: Annotated[
-        Optional[bool], typer.Option("--augment/--no-augment", help="SpecAugment on training batches.")
-    ] = None,
+    variant: VariantOpt = None,
+    augment: AugmentOpt = None,
     split: SplitOpt = None,
     cv: CvOpt = None,
     preset: PresetOpt = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    out_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--out", help="Run folder (default runs/train/TIME-MODEL-VARIANT; with --cv runs/cv/TIME-MODEL-PROTOCOL)."
-        ),
-    ] = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    out_dir: OutOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
-    strict: Annotated[
-        Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")
-    ] = None,
+    wandb: WandbOpt = "auto",
+    strict: StrictOpt = None,
 ) -> None:
     """Train one model and write config, metrics, checkpoint, history and predictions to a run folder.
 
     With --cv becker|loso: train once per fold and report each fold and the mean ± std of test macro-F1.
     """
     from tune_digits.config import load_config
-    from tune_digits.cv import PROTOCOLS, check_split_spec
-    from tune_digits.errors import UserError
+    from tune_digits.jobs import check_before_data, check_cv_flags, default_out
     from tune_digits.run import train_run
 
-    if cv is not None and cv not in PROTOCOLS:
-        raise UserError(f"--cv {cv}: unknown protocol; use {' or '.join(PROTOCOLS)}")
-    if cv is not None and split is not None:
-        raise UserError(f"--cv {cv} chooses the splits itself; leave out --split {split}")
+    check_cv_flags(cv, split)
     flags = overrides_from_flags(
         model=model, data=data, variant=variant, augment=augment, split=split, epochs=epochs, seed=seed, strict=strict
     )
     cfg = load_config(config, flags + list(set_ or []), preset=preset)
-    _check_model(cfg)
+    check_before_data(cfg, cv)
     announce_data(cfg.data.root)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = out_dir or default_out(cfg, cv)
     if cv is not None:
-        _train_cv(cfg, cv, out_dir or Path("runs/cv") / f"{stamp}-{cfg.model.name}-{cv}")
-        return
-    check_split_spec(cfg.data.split)
-    aug = "-aug" if cfg.augment.enabled else ""
-    target = out_dir or Path("runs/train") / f"{stamp}-{cfg.model.name}-{cfg.features.variant}{aug}"
-    result = train_run(cfg, target, wandb=wandb)
-    m = result.metrics()
+        _train_cv(cfg, cv, target)
+    else:
+        _show_run(cfg, train_run(cfg, target, wandb=wandb).metrics(), target)
+
+
+def _show_run(cfg: Config, m: dict[str, Any], target: Path) -> None:
+    """The finished run as one table row, and where its folder is."""
     table = Table(title=f"{cfg.model.name} · {cfg.features.variant} · augment {cfg.augment.enabled}")
     for col in ("val F1", "test F1", "test acc", "best epoch", "params", "train s", "device"):
         table.add_column(col, justify="right")
@@ -140,13 +141,8 @@ def _fit_with_bar(cfg: Config, data: Prepared) -> FitResult:
 
 def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
     """Every fold of ``protocol``, one table row each as it finishes, then mean ± std."""
-    from tune_digits.config import save_config
-    from tune_digits.cv import cross_validate
-    from tune_digits.run import check_out_dir
+    from tune_digits.jobs import cross_validate_into
 
-    check_out_dir(target)
-    target.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, target / "config.yaml")
     out.print(f"{protocol} cross-validation · {cfg.model.name} · {cfg.features.variant}")
     out.print(f"{'fold':<20} {'test speakers':<16} {'val F1':>7} {'test F1':>8} {'test acc':>8} {'epoch':>5} {'s':>6}")
 
@@ -158,7 +154,7 @@ def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
             f"{f.best_epoch:>5} {f.train_seconds:>6.1f}"
         )
 
-    result = cross_validate(cfg, protocol, progress=True, out_dir=target, on_fold=show, fit_fn=_fit_with_bar)
+    result = cross_validate_into(cfg, protocol, target, on_fold=show, fit_fn=_fit_with_bar)
     s = result.summary()
     for stat in ("mean", "std"):
         val, test, acc = (s[f"{stat}_{k}"] for k in ("val_f1", "test_f1", "test_accuracy"))
@@ -178,9 +174,7 @@ def prepare_cmd(
     split: SplitOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    strict: Annotated[
-        Optional[bool], typer.Option("--strict/--lenient", help="Unreadable recordings are errors.")
-    ] = None,
+    strict: StrictOpt = None,
 ) -> None:
     """Build the feature cache and print counts per digit, speaker and split."""
     from tune_digits.config import load_config
@@ -227,14 +221,3 @@ def download_cmd(
 
     root = download_dataset(name, to)
     out.print(f"ready: use --data {root}")
-
-
-def _check_model(cfg: Any) -> None:
-    """Build the model once, untrained, before any data is read: a bad name or setting fails in milliseconds."""
-    from tune_digits.features import spectrogram_shape
-    from tune_digits.models import model_from_config
-
-    try:
-        model_from_config(cfg.model, spectrogram_shape(cfg.audio, cfg.features), pretrained=False)
-    except (RuntimeError, MemoryError):  # too big for memory: training reports it, with its own advice
-        return
