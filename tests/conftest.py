@@ -33,3 +33,25 @@ def _storage_key(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["TUNE_DIGITS_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "storage.key")
+
+
+@pytest.fixture(scope="session")
+def contest_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/a (1 epoch) and runs/b (4 epochs) on the demo corpus; b has the higher val F1 (contest tests)."""
+    import json
+
+    import torch
+
+    from tune_digits.config import load_config
+    from tune_digits.run import train_run
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNE_DIGITS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        for name, epochs in (("a", 1), ("b", 4)):
+            cfg = load_config(None, [f"train.epochs={epochs}", "train.threads=2", "train.device=cpu"])
+            train_run(cfg, root / name, wandb="disabled", progress=False)
+    f1 = {n: json.loads((root / n / "metrics.json").read_text())["val_f1"] for n in "ab"}
+    assert f1["b"] > f1["a"], f1
+    return root

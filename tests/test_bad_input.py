@@ -475,4 +475,10 @@ def test_commands_write_only_where_they_are_told(
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["again"]
     assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == [".lock", "attempt-1", "ledger.jsonl"]
     manifest = json.loads((tmp_path / "subs" / "attempt-1" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"config.yaml", "metrics.json", "predictions.csv", "submission.csv"}
+    assert set(manifest["files"]) == {
+        "config.yaml",
+        "metrics.json",
+        "predictions.csv",
+        "val_predictions.csv",
+        "submission.csv",
+    }

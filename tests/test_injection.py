@@ -23,10 +23,9 @@ from tune_digits.inference import (
     SplitEvaluation,
     build_model,
     write_prediction_csv,
-    write_predictions,
     write_submission,
 )
-from tune_digits.run import write_predictions as write_run_predictions
+from tune_digits.run_folder import Predictions, write_predictions
 from tune_digits.safe_csv import csv_safe_cell
 
 SCRIPT = "<script>document.title='pwned'</script>"
@@ -119,12 +118,12 @@ def test_submission_and_prediction_csvs_quote_formula_names(tmp_path: Path) -> N
 def test_predictions_csv_of_submit_and_of_train_quote_formula_names(tmp_path: Path) -> None:
     test = {"predictions": [2, 3], "probabilities": [0.9, 0.8]}
     ev = SplitEvaluation({}, test, ["@evil.wav", "-x.wav"], [2, 3], tmp_path, torch.zeros(0), "cpu")
-    write_predictions(tmp_path / "predictions.csv", ev)
+    write_predictions(tmp_path / "predictions.csv", ev.predictions())
     assert [r[0] for r in read_rows(tmp_path / "predictions.csv")[1:]] == ["'@evil.wav", "'-x.wav"]
     features = SimpleNamespace(files=["=a.wav", "b.wav"], labels=np.array([1, 2]))
     data = SimpleNamespace(features=features, rows={"test": np.array([1, 0])})
     result = SimpleNamespace(test=test)
-    write_run_predictions(tmp_path / "train.csv", data, result)  # type: ignore[arg-type]
+    write_predictions(tmp_path / "train.csv", Predictions.from_fit(data, result))  # type: ignore[arg-type]
     assert read_rows(tmp_path / "train.csv")[1:] == [["'=a.wav", "1", "2", "0.900000"], ["b.wav", "2", "3", "0.800000"]]
 
 

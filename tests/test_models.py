@@ -11,9 +11,19 @@ import timm
 import torch
 from torch import nn
 
-from tune_digits.config import ModelConfig
+from tune_digits.config import AudioConfig, FeatureConfig, ModelConfig, load_config
 from tune_digits.errors import ConfigError
-from tune_digits.models import LISTED_TIMM, count_parameters, create_model, list_models
+from tune_digits.features import spectrogram_shape
+from tune_digits.models import (
+    DEFAULT_INPUT_SHAPE,
+    LISTED_TIMM,
+    MODELS,
+    count_parameters,
+    create_model,
+    list_models,
+    model_from_config,
+    model_spec,
+)
 from tune_digits.models.cepstral import smoothing_matrix
 from tune_digits.models.resnet_cifar import DEPTHS, BasicBlock
 from tune_digits.models.timm_backbone import TimmBackbone, min_input_side
@@ -47,7 +57,7 @@ def test_listed_model_forward_on_spectrogram_sizes(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name)
     assert model.tune_digits_name == name
-    assert model.input_shape == (1, 64, 126)
+    assert model.input_shape == MODELS[name].input_shape == (1, 40, 63)  # the default pipeline's images
     # timm backbones take any spectrogram size, so one build serves both sizes (lenet5 covers SHAPES).
     for input_shape in SHAPES if name == "lenet5" else SHAPES[:2]:
         net = create_model(name, input_shape) if name == "lenet5" else model
@@ -58,7 +68,7 @@ def test_listed_model_forward_on_spectrogram_sizes(name: str) -> None:
 
 def test_lenet5_backward() -> None:
     torch.manual_seed(0)
-    model = create_model("lenet5", dropout=0.2)
+    model = create_model("lenet5", (1, 64, 126), dropout=0.2)
     model.train()
     x = torch.randn(4, 1, 64, 126)  # (B, 1, F, T)
     loss = nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3]))
@@ -223,7 +233,7 @@ def test_pretrained_weights_in_hf_cache_load_offline(monkeypatch: pytest.MonkeyP
 
 
 def test_count_parameters() -> None:
-    model = create_model("lenet5")
+    model = create_model("lenet5", (1, 64, 126))
     n = count_parameters(model)
     assert n == sum(p.numel() for p in model.parameters())
     assert 10_000 < n < 2_000_000
@@ -310,3 +320,42 @@ def test_small_image_resnet_errors_are_one_line(kwargs: dict[str, object], match
     with pytest.raises(ConfigError, match=match) as info:
         create_model("resnet20", **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+def test_default_input_shape_is_the_default_pipelines() -> None:
+    assert spectrogram_shape(AudioConfig(), FeatureConfig()) == DEFAULT_INPUT_SHAPE
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_registry_specs_build_from_a_config_section(name: str) -> None:
+    spec = model_spec(name)
+    assert spec is MODELS[name] and spec.name == name
+    assert spec.is_timm == timm.is_model(name) and spec.is_lenet == (name == "lenet5")
+    assert spec.gpu_share == (0.25 if spec.is_lenet else 1.0)
+    m = ModelConfig(name=name, dropout=0.1, channels=(4, 8), fc=(16,))
+    model = model_from_config(m, spec.input_shape, num_classes=3)
+    assert model.tune_digits_name == name and _forward(model, spec.input_shape).shape == (2, 3)
+    if not spec.has_pretrained:
+        with pytest.raises(ConfigError, match=rf"^model\.pretrained: {name} has no pretrained weights"):
+            model_from_config(m, pretrained=True)
+
+
+def test_an_unregistered_timm_name_gets_a_timm_spec() -> None:
+    spec = model_spec("resnet10t")
+    assert spec.is_timm and spec.has_pretrained and "resnet10t" not in MODELS
+
+
+@pytest.mark.parametrize("channels", [[8], [4, 8, 16]])
+def test_config_and_lenet_take_the_same_channels(channels: list[int]) -> None:
+    """One rule: one or more positive ints, in a config file as in ``create_model``."""
+    cfg = load_config(None, [f"model.channels={channels}"])
+    model = model_from_config(cfg.model)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == channels
+
+
+@pytest.mark.parametrize("bad", ["model.channels=[]", "model.channels=[8, 0]", "model.fc=[0]"])
+def test_bad_model_settings_in_a_config_are_one_line_errors(bad: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [bad])
+    assert str(info.value).startswith(bad.split("=")[0] + ":") and "\n" not in str(info.value)

@@ -22,24 +22,14 @@ from tune_digits.checkpoint import sha256_file
 from tune_digits.cli import app
 from tune_digits.config import load_config
 from tune_digits.errors import UserError
-from tune_digits.run import train_run
 
 torch.set_num_threads(2)
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """runs/a (1 epoch) and runs/b (4 epochs) on the demo corpus; b has the higher val F1."""
-    root = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNE_DIGITS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        for name, epochs in (("a", 1), ("b", 4)):
-            cfg = load_config(None, [f"train.epochs={epochs}", "train.threads=2", "train.device=cpu"])
-            train_run(cfg, root / name, wandb="disabled", progress=False)
-    f1 = {n: json.loads((root / n / "metrics.json").read_text())["val_f1"] for n in "ab"}
-    assert f1["b"] > f1["a"], f1
-    return root
+@pytest.fixture
+def runs(contest_runs: Path) -> Path:
+    return contest_runs
 
 
 def _submit(runs: Path, submissions: Path, *args: str):
@@ -63,7 +53,7 @@ def test_submit_picks_best_val_f1_and_writes_a_complete_attempt(runs: Path, tmp_
     assert manifest["source"]["run"] == str((runs / "b").resolve())
     assert manifest["message"] == "first try" and manifest["attempt"] == 1
     assert manifest["checkpoint_sha256"] == sha256_file(runs / "b" / "model.pt") == sha256_file(folder / "model.pt")
-    assert set(manifest["files"]) == {"config.yaml", "metrics.json", "predictions.csv"}
+    assert set(manifest["files"]) == {"config.yaml", "metrics.json", "predictions.csv", "val_predictions.csv"}
     assert all(sha256_file(folder / n) == h for n, h in manifest["files"].items())
     assert set(manifest["versions"]) == {"torch", "timm", "tune_digits"}
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -147,8 +137,11 @@ def test_submissions_lists_attempts_and_flags_tampered_files(runs: Path, tmp_pat
     assert tampered.exit_code == 1
     assert "attempt 1: TAMPERED: file predictions.csv changed" in tampered.output
     (subs / "attempt-3").mkdir()
+    (subs / "attempt-3" / "notes.txt").write_text("mine")
     stray = runner.invoke(app, ["submissions", "--submissions", str(subs)])
-    assert stray.exit_code == 1 and "attempt-3: not in the ledger" in stray.output
+    assert "recovered: attempt-3 has no ledger line" in stray.output and "attempt 3 is free" in stray.output
+    assert not (subs / "attempt-3").exists()
+    assert [p.read_text() for p in subs.glob("unrecorded-attempt-3-*/notes.txt")] == ["mine"]
 
 
 def test_failure_half_way_leaves_no_attempt_and_no_ledger_line(

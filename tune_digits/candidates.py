@@ -1,12 +1,13 @@
 """Which run a submission takes: the candidates under the runs root and the pick rule.
 
-Candidates: every run folder under the runs root, i.e. any folder holding ``model.pt``,
-``metrics.json``, ``run.json`` and ``config.yaml`` whose split file is found (its own
-``split.json``, its config's ``data.split`` file, or the nearest ``split.json`` above it, as
-for a search's ``trials/<id>/``). Hidden folders (temporary run folders) are skipped.
+Candidates: every run folder under the runs root (:func:`tune_digits.run_folder.read_run`)
+whose split file is found (its own ``split.json``, its config's ``data.split`` file, or the
+nearest ``split.json`` above it, as for a search's ``trials/<id>/``). Hidden folders
+(temporary run folders) and Ray's ``checkpoint_NNNNNN`` folders are skipped without a word.
 
-The pick rule: candidates are grouped by ``split_digest`` and one group competes, the one
-given with ``--split-digest``, else the group of the most recently created run. Within it
+The pick rule: candidates are grouped by ``split_digest`` and one group competes: the
+contest's split once the ledger has a line (``tune_digits.contest``), else the one given
+with ``--split-digest``, else the group of the most recently created run. Within it
 the pick is the highest validation macro-F1; ties go to the lower validation loss, then
 to fewer parameters, then to the older run (``created``), then to the folder name.
 Test scores never decide: the pick is scored on the held-out test split only after it
@@ -15,15 +16,16 @@ has been chosen, and only when the attempt is really written.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tune_digits.errors import UserError
+from tune_digits.run_folder import MODEL, RUN_JSON, NotARun, Run, read_run
 
-RUN_FILES = ("model.pt", "metrics.json", "run.json", "config.yaml")
+RAY_CHECKPOINT = re.compile(r"checkpoint_\d+")
 
 
 @dataclass
@@ -38,6 +40,11 @@ class Candidate:
     created: str
     split_digest: str
     split_file: Path
+    source: Run  # the run folder as read
+
+    @property
+    def model_path(self) -> Path:
+        return self.source.model_path
 
 
 @dataclass
@@ -55,52 +62,27 @@ def rank_key(c: Candidate) -> tuple[float, float, int, str, str]:
 
 def _read_candidate(folder: Path, root: Path) -> Candidate | str:
     """The run in ``folder``, or why it is not a candidate."""
-    missing = [f for f in RUN_FILES if not (folder / f).is_file()]
-    if missing:
-        return f"no {', '.join(missing)}"
     try:
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return f"unreadable metrics.json or run.json ({exc})"
-    metrics, run = metrics if isinstance(metrics, dict) else {}, run if isinstance(run, dict) else {}
+        run = read_run(folder, root)
+    except NotARun as exc:
+        return str(exc)
+    metrics = run.metrics
     val_f1, loss, n = metrics.get("val_f1"), metrics.get("val_loss"), metrics.get("num_parameters")
     if not isinstance(val_f1, (int, float)) or not math.isfinite(val_f1):
         return "metrics.json has no finite val_f1"
-    if not run.get("split_digest"):
+    if not 0.0 <= val_f1 <= 1.0:
+        return f"metrics.json val_f1 {val_f1} is outside [0, 1] (damaged)"
+    if not run.split_digest:
         return "run.json has no split_digest"
-    split_file = find_split_file(folder, root)
-    if split_file is None:
+    if run.split_file is None:
         return "no split.json (in the folder, its config's data.split or a folder above)"
     loss = float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
     n = n if isinstance(n, int) else 1 << 62
     rel = folder.relative_to(root).as_posix()
     rel = folder.resolve().name if rel == "." else rel
-    created, digest = str(run.get("created", "")), str(run["split_digest"])
-    return Candidate(folder, rel, metrics, run, float(val_f1), loss, n, created, digest, split_file)
-
-
-def find_split_file(folder: Path, root: Path) -> Path | None:
-    """The run's split: ``folder/split.json``, else its config's ``data.split`` file, else the nearest
-    ``split.json`` above it up to ``root`` (a search keeps one for all its trials)."""
-    from tune_digits.config import read_yaml
-
-    if (folder / "split.json").is_file():
-        return folder / "split.json"
-    try:
-        spec = str(((read_yaml(folder / "config.yaml") or {}).get("data") or {}).get("split", ""))
-    except (UserError, AttributeError):
-        spec = ""
-    if spec.endswith(".json"):
-        for path in (Path(spec).expanduser(), folder / spec):
-            if path.is_file():
-                return path
-    for parent in folder.resolve().parents:
-        if (parent / "split.json").is_file():
-            return parent / "split.json"
-        if parent == root.resolve():
-            break
-    return None
+    return Candidate(
+        folder, rel, metrics, run.meta, float(val_f1), loss, n, run.created, run.split_digest, run.split_file, run
+    )
 
 
 def find_candidates(runs_root: str | Path) -> tuple[list[Candidate], list[str]]:
@@ -110,11 +92,11 @@ def find_candidates(runs_root: str | Path) -> tuple[list[Candidate], list[str]]:
         raise UserError(f"runs folder {root} does not exist; train a model first or pass --runs DIR")
     found: list[Candidate] = []
     excluded: list[str] = []
-    for model in sorted(root.rglob("model.pt")):
+    for model in sorted(root.rglob(MODEL)):
         folder = model.parent
         rel = folder.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
+        if any(part.startswith(".") or RAY_CHECKPOINT.fullmatch(part) for part in rel.parts):
+            continue  # temporary run folders, and Ray's own checkpoint_NNNNNN copies inside a search
         got = _read_candidate(folder, root)
         if isinstance(got, Candidate):
             found.append(got)
@@ -128,7 +110,7 @@ def choose(candidates: list[Candidate], split_digest: str | None = None) -> Sele
     if not candidates:
         raise UserError("no run folders found; train a model first (tune-digits train) or pass --runs DIR")
     if split_digest is None:
-        latest = max(candidates, key=lambda c: (c.created, (c.folder / "run.json").stat().st_mtime_ns))
+        latest = max(candidates, key=lambda c: (c.created, (c.folder / RUN_JSON).stat().st_mtime_ns))
         split_digest = latest.split_digest
     group = sorted((c for c in candidates if c.split_digest.startswith(split_digest)), key=rank_key)
     digests = {c.split_digest for c in group}

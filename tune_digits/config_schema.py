@@ -167,23 +167,44 @@ class ModelConfig:
     lifter: int = 0
 
     def __post_init__(self) -> None:
-        _check(bool(self.name), "model.name", "must not be empty", self.name)
+        """The one check of every model setting (the models trust it); types are checked too, since
+        ``create_model(name, **hp)`` builds this section from plain keyword arguments."""
+        _check(isinstance(self.name, str) and bool(self.name), "model.name", "must not be empty", self.name)
         _check(
-            len(self.channels) == 2 and min(self.channels) >= 1,
+            _ints(self.channels) and len(self.channels) >= 1,
             "model.channels",
-            "must be two positive ints",
+            "must be one or more positive ints (one conv block each), e.g. [6, 16]",
             self.channels,
         )
-        _check(self.kernel_size in (3, 5, 7), "model.kernel_size", "must be 3, 5 or 7", self.kernel_size)
-        _check(len(self.fc) >= 1 and min(self.fc) >= 1, "model.fc", "must be positive ints", self.fc)
         _check(
-            self.activation in ("relu", "tanh", "gelu", "silu"),
-            "model.activation",
-            "must be relu, tanh, gelu or silu",
-            self.activation,
+            _is_int(self.kernel_size) and self.kernel_size in (3, 5, 7),
+            "model.kernel_size",
+            "must be 3, 5 or 7",
+            self.kernel_size,
         )
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
-        _check(self.lifter >= 0, "model.lifter", "must be >= 0 (0 = off)", self.lifter)
+        _check(_ints(self.fc), "model.fc", "must be a list of positive ints (hidden sizes), e.g. [120, 84]", self.fc)
+        _check(self.activation in ACTIVATIONS, "model.activation", "must be relu, tanh, gelu or silu", self.activation)
+        _check(isinstance(self.batch_norm, bool), "model.batch_norm", "must be true or false", self.batch_norm)
+        _check(
+            _is_number(self.dropout) and 0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout
+        )
+        _check(isinstance(self.pretrained, bool), "model.pretrained", "must be true or false", self.pretrained)
+        _check(_is_int(self.lifter) and self.lifter >= 0, "model.lifter", "must be >= 0 (0 = off)", self.lifter)
+
+
+ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints(values: object) -> bool:
+    return isinstance(values, (tuple, list)) and all(_is_int(v) and v >= 1 for v in values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

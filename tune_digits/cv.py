@@ -8,7 +8,7 @@ between folds: every fold reads the same feature cache. The result holds one row
 folds (population std, ``ddof=0``, as ``numpy.std``).
 
 With ``out_dir`` the table is written to ``cv.csv`` and the whole result to ``cv.json``,
-each atomically (a temporary file renamed into place).
+each atomically (:func:`tune_digits.atomic.write_text`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tune_digits.config import AudioConfig, BilateralConfig, FeatureConfig
 from tune_digits.corpus import Catalog
@@ -64,6 +65,14 @@ class FeatureSet:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+
+def to_device(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``fs`` in sorted order on ``device``: x (N, 1, F, T) float16 and labels y (N,) int64."""
+    order = np.sort(rows)
+    x = torch.from_numpy(np.ascontiguousarray(fs.x[order]))  # (N, 1, F, T) float16
+    y = torch.from_numpy(fs.labels[order])
+    return x.to(device), y.to(device)
 
 
 def _file_list(catalog: Catalog) -> list[tuple[str, int, int]]:

@@ -21,7 +21,6 @@ their mean.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -65,20 +64,21 @@ class Table:
         return None if any(v is None for v in values) else float(np.mean(values))
 
 
-def _test_recordings(loaded: LoadedModel, run: Path, data_root: Path | None) -> tuple[list[Path], list[int]]:
-    """The test part of ``run``'s split.json: paths under the data folder, and labels."""
+def _test_recordings(run: Path, data_root: Path | None) -> tuple[list[Path], list[int]]:
+    """The test part of ``run``'s split (its own split.json, or one up to two folders above): paths and labels."""
     from tune_digits.corpus import load_split, scan
+    from tune_digits.run_folder import read_run
 
-    split_file = run / "split.json" if run.is_dir() else run.parent / "split.json"
-    meta_file = split_file.parent / "run.json"
-    if data_root is None and meta_file.is_file():
-        data_root = Path(json.loads(meta_file.read_text(encoding="utf-8")).get("data_root", ""))
+    folder = run if run.is_dir() else run.parent
+    found = read_run(folder, root=folder.resolve().parent.parent)
+    if data_root is None and found.meta.get("data_root"):
+        data_root = Path(str(found.meta["data_root"]))
     if data_root is None or not data_root.is_dir():
         raise UserError(f"data folder of {run} not found; pass --data with the corpus the run was trained on")
-    if not split_file.is_file():
-        raise UserError(f"{split_file} not found; --model takes a run folder (train's --out)")
+    if found.split_file is None:
+        raise UserError(f"no split.json for {run}; --model takes a run folder (train's --out)")
     catalog = scan(data_root)
-    split = load_split(catalog, split_file)
+    split = load_split(catalog, found.split_file)
     by_rel = {catalog.rel(r): r for r in catalog.recordings}
     recs = [by_rel[f] for f in split.test]
     return [r.path for r in recs], [r.digit for r in recs]
@@ -168,7 +168,7 @@ def evaluate_one(
     min_conf: float,
 ) -> list[Score]:
     """Every condition for one run, in table order."""
-    paths, labels = _test_recordings(loaded, run, data_root)
+    paths, labels = _test_recordings(run, data_root)
     sr = loaded.cfg.audio.sample_rate
     clean = [resample(*read_audio(p), sr) for p in paths]
     scores = [_score("clean", loaded, paths, labels, min_conf)]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from tune_digits import vad
-from tune_digits.atomic import write_text
 from tune_digits.audio import AudioReadError, load_clip
 from tune_digits.calibration import apply_temperature
 from tune_digits.checkpoint import load_checkpoint
@@ -35,7 +34,8 @@ from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
-from tune_digits.safe_csv import csv_text
+from tune_digits.run_folder import Predictions, model_file, split_digest, write_csv
+from tune_digits.safe_csv import csv_name
 from tune_digits.train import predict_proba
 
 AUDIO_SUFFIXES = (".wav",)
@@ -79,7 +79,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         folder = path.is_dir()
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise UserError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from None
-    path = path / "model.pt" if folder else path
+    path = model_file(path) if folder else path
     payload = load_checkpoint(path)
     cfg = from_saved(dict(payload.get("config") or {}))
     metrics = dict(payload.get("metrics") or {})
@@ -118,15 +118,6 @@ def collect_audio(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
                 seen.add(p.resolve())
                 (audio if p is item or p.suffix.lower() in AUDIO_SUFFIXES else other).append(p)
     return audio, other
-
-
-def csv_name(name: str) -> str:
-    """``name`` fit for one CSV cell on one line: control characters, line breaks and undecodable bytes escaped.
-
-    A newline becomes the two characters backslash and n, an undecodable byte ``\\udcff`` and so on; printable
-    text, non-ASCII letters included, is kept. Commas and quotes need nothing here: the CSV writer quotes such cells.
-    """
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def relative_name(path: str | Path, inputs: Sequence[str | Path] = (), cwd: str | Path | None = None) -> str:
@@ -326,6 +317,14 @@ class SplitEvaluation:
     data_root: Path
     samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
     device: str  # where it was scored: cpu or cuda
+    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
+    val_labels: list[int] = field(default_factory=list)
+
+    def predictions(self, part: str = "test") -> Predictions:
+        """The test (or val) split's predictions, as a run folder's ``predictions.csv`` holds them."""
+        if part == "val":
+            return Predictions(self.val_files, self.val_labels, self.val["predictions"], self.val["probabilities"])
+        return Predictions(self.test_files, self.test_labels, self.test["predictions"], self.test["probabilities"])
 
 
 def evaluate_split(
@@ -336,9 +335,8 @@ def evaluate_split(
     ``digest`` (a run.json ``split_digest``), when given, must match the split file.
     """
     from tune_digits.corpus import load_split, scan
-    from tune_digits.data import build_features
-    from tune_digits.run import split_digest
-    from tune_digits.train import _to_device, evaluate
+    from tune_digits.data import build_features, to_device
+    from tune_digits.train import evaluate
 
     root = Path(data_root)
     if not root.is_dir():
@@ -357,12 +355,16 @@ def evaluate_split(
         found = fs.rows(getattr(split, part))
         if not len(found):
             raise UserError(f"none of the {part} recordings of {split_file} can be read from {root}")
-        x, y = _to_device(fs, found, device)
+        x, y = to_device(fs, found, device)
         scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm, loaded.temperature)
     rows = np.sort(fs.rows(split.test))
     samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
     files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    return SplitEvaluation(scores["val"], scores["test"], files, labels, root, samples, device.type)
+    val_rows = np.sort(fs.rows(split.val))
+    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
+    return SplitEvaluation(
+        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
+    )
 
 
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
@@ -384,13 +386,6 @@ def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[
     return [(csv_name(Path(p.file).relative_to(folder).as_posix()), p.digit) for p in preds], notes
 
 
-def write_predictions(path: Path, ev: SplitEvaluation) -> None:
-    """The test split of ``ev`` as CSV: file (relative to the data folder), label, predicted, probability."""
-    rows = zip(ev.test_files, ev.test_labels, ev.test["predictions"], ev.test["probabilities"], strict=True)
-    cells = ([csv_name(f), y, p, f"{q:.6f}"] for f, y, p, q in rows)
-    write_csv(path, ["file", "label", "predicted", "probability"], cells)
-
-
 def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
     """The contest's CSV: ``id,label`` (ids relative to the test folder, see :func:`csv_name`)."""
     write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
@@ -410,8 +405,3 @@ def write_prediction_csv(path: Path, preds: list[Prediction], min_confidence: fl
         for p in preds
     )
     write_csv(path, ["file", "digit", "probability", "note"], cells)
-
-
-def write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Write a CSV atomically, every text cell made safe for spreadsheets (see :mod:`tune_digits.safe_csv`)."""
-    write_text(path, csv_text(header, rows))

@@ -61,7 +61,7 @@ def cross_validate_into(
     fit_fn: Callable[..., Any] | None = None,
 ) -> CVResult:
     """Every fold of ``protocol`` into ``target`` (refused when not empty): config.yaml, then cv.csv and cv.json."""
-    from tune_digits.run import check_out_dir
+    from tune_digits.run_folder import check_out_dir
 
     check_out_dir(target)
     target.mkdir(parents=True, exist_ok=True)

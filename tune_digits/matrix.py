@@ -67,13 +67,15 @@ class EightOptions:
 
 def latest_best(searches: Path, want_lenet: bool) -> Path | None:
     """The best.yaml of the most recent search whose best model is (or is not) LeNet-5."""
+    from tune_digits.models import model_spec
+
     found = []
     for best in searches.glob("*/best.yaml"):
         try:
-            name = load_config(best).model.name
+            spec = model_spec(load_config(best).model.name)
         except UserError:
             continue
-        if (name == "lenet5") == want_lenet:
+        if spec.is_lenet == want_lenet:
             found.append(best)
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
@@ -248,13 +250,13 @@ def write_summary(folder: Path) -> Path:
     """summary.csv from the finished trials (one row per configuration and seed), then the report."""
     import pandas as pd
 
+    from tune_digits.run_folder import LABELS, read_run
+
     rows = {}
-    for labels_path in sorted(folder.glob("trials/*/labels.json")):
-        run = labels_path.parent
-        labels = json.loads(labels_path.read_text(encoding="utf-8"))
-        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-        cfg = load_config(run / "config.yaml")
-        key = (labels["arm"], cfg.features.variant, cfg.augment.enabled, cfg.train.seed)
+    for labels_path in sorted(folder.glob(f"trials/*/{LABELS}")):
+        run = read_run(labels_path.parent)
+        metrics, cfg = run.metrics, run.load_config()
+        key = (run.labels["arm"], cfg.features.variant, cfg.augment.enabled, cfg.train.seed)
         rows[key] = {
             "model": key[0],
             "model_name": cfg.model.name,
@@ -267,7 +269,7 @@ def write_summary(folder: Path) -> Path:
             "best_epoch": metrics["best_epoch"],
             "train_seconds": metrics["train_seconds"],
             "num_parameters": metrics["num_parameters"],
-            "run_dir": run.relative_to(folder).as_posix(),
+            "run_dir": run.path.relative_to(folder).as_posix(),
         }
     if not rows:
         raise UserError(f"{folder}: no finished training; resume it with --resume --name {folder.name}")

@@ -1,24 +1,12 @@
 """One training run written to a folder: the library behind ``tune-digits train``.
 
-OUT/
-    config.yaml      the fully resolved config
-    metrics.json     val_f1, test_f1, test_accuracy, best_epoch, per_class_f1, confusion_matrix, ...
-    model.pt         best-validation weights + config + metrics (torch.load(weights_only=True))
-    history.jsonl / history.csv   one row per epoch
-    split.json       the resolved split (file lists), reusable with --split OUT/split.json
-    predictions.csv  test files: file, label, predicted, probability
-    run.json         what made the run: kind, time, data folder, split digest, feature cache key
-
-The folder is built under a temporary name and renamed at the end: an interrupted
-run leaves no half folder under OUT's name.
+The folder's files are :mod:`tune_digits.run_folder`'s. It is built under a temporary name and
+renamed at the end: an interrupted run leaves no half folder under OUT's name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -28,17 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tune_digits.atomic import make_public
-from tune_digits.checkpoint import save_checkpoint
-from tune_digits.config import Config, save_config, to_flat
-from tune_digits.corpus import Split, save_split
+from tune_digits.config import Config, to_flat
 from tune_digits.errors import UserError
+from tune_digits.run_folder import check_out_dir, split_digest, write_fit_run  # noqa: F401  (for callers)
 from tune_digits.train import FitResult, Prepared, fit, prepare
-
-
-def split_digest(split: Split) -> str:
-    """Identifies a split by its file lists (not its name): equal digests, equal test speakers."""
-    return hashlib.sha256(json.dumps([split.train, split.val, split.test]).encode()).hexdigest()[:16]
-
 
 _STARTED = time.time()  # this process imported the module no later than it began any run
 
@@ -61,58 +42,6 @@ def clean_partials(parent: Path) -> int:
         text = f"removed {removed} unfinished run folder(s) (.*.partial-*) left in {parent} by killed runs"
         warnings.warn(text, stacklevel=2)
     return removed
-
-
-def check_out_dir(out: Path) -> None:
-    """Refuse a non-empty ``out`` or one below a file; creates nothing."""
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise UserError(f"cannot create the run folder {out}: {blocking} is a file; choose another --out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output folder {out} already exists and is not empty; choose another --out or remove it")
-
-
-def write_run_files(out: Path, cfg: Config, data: Prepared, result: FitResult, kind: str = "train") -> None:
-    """Write every file of a finished run into ``out`` (which exists)."""
-    save_config(cfg, out / "config.yaml")
-    save_split(data.split, out / "split.json")
-    metrics = result.metrics()
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    save_checkpoint(out / "model.pt", result.state_dict, to_flat(cfg), metrics)
-    write_history_csv(out / "history.csv", result.history)
-    write_predictions(out / "predictions.csv", data, result)
-    meta = {
-        "kind": kind,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "data_root": str(data.catalog.root),
-        "split_spec": data.split.spec,
-        "split_digest": split_digest(data.split),
-        "feature_cache": data.features.key,
-        "skipped_recordings": data.features.skipped,
-    }
-    (out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-
-
-def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
-        return
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def write_predictions(path: Path, data: Prepared, result: FitResult) -> None:
-    """Test predictions in row order (rows are sorted, as ``fit`` evaluates them)."""
-    from tune_digits.inference import csv_name, write_csv
-
-    fs = data.features
-    rows = sorted(data.rows["test"].tolist())
-    cells = (
-        [csv_name(fs.files[row]), int(fs.labels[row]), pred, f"{prob:.6f}"]
-        for row, pred, prob in zip(rows, result.test["predictions"], result.test["probabilities"], strict=True)
-    )
-    write_csv(path, ["file", "label", "predicted", "probability"], cells)
 
 
 def train_run(
@@ -138,7 +67,7 @@ def train_run(
         result = _fit_with_progress(cfg, data, tracker, progress)
         tracker.summary(result.metrics(), result.test["confusion_matrix"])
         tracker.finish()
-        write_run_files(tmp, cfg, data, result)
+        write_fit_run(tmp, cfg, data, result)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -33,6 +33,15 @@ def csv_safe_cell(value: Any) -> Any:
     return value
 
 
+def csv_name(name: str) -> str:
+    """``name`` fit for one CSV cell on one line: control characters, line breaks and undecodable bytes escaped.
+
+    A newline becomes the two characters backslash and n, an undecodable byte ``\\udcff`` and so on; printable
+    text, non-ASCII letters included, is kept. Commas and quotes need nothing here: the CSV writer quotes such cells.
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A whole CSV file (header first) with every cell passed through :func:`csv_safe_cell`."""
     buf = io.StringIO(newline="")

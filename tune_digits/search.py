@@ -24,6 +24,7 @@ import numpy as np
 from tune_digits.config import from_flat, save_config, to_flat
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
+from tune_digits.run_folder import read_history
 from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
 from tune_digits.tuning import (
     TrialContext,
@@ -188,14 +189,11 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
 
 def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> dict[str, Any]:
     """One results.csv row; also completes the trial's run folder from its best checkpoint."""
-    from tune_digits.checkpoint import load_checkpoint
-    from tune_digits.inference import build_model
-    from tune_digits.models import count_parameters
 
     metrics = result.metrics or {}
     trial_id = str(metrics.get("trial_id") or Path(result.path).name)
     trial_dir = path / "trials" / trial_id
-    history = _read_history(trial_dir / "history.jsonl")
+    history = read_history(trial_dir)
     epochs = len(history)
     error = error_reason(result.error)
     status = "ERROR" if error else ("TERMINATED" if epochs >= max_epochs else "STOPPED")
@@ -216,12 +214,7 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
     ckpt = result.get_best_checkpoint("val_f1", "max") if result.best_checkpoints else None
     if ckpt is not None:
         with ckpt.as_directory() as folder:
-            payload = load_checkpoint(Path(folder) / "model.pt")
-            trial_dir.mkdir(parents=True, exist_ok=True)
-            (trial_dir / "model.pt").write_bytes((Path(folder) / "model.pt").read_bytes())
-        cfg = from_flat(payload["config"])
-        model = build_model(cfg, tuple(payload["metrics"]["input_shape"]))
-        _write_trial_files(trial_dir, cfg, payload["metrics"], count_parameters(model), epochs, path, trial_id)
+            _write_trial_run(trial_dir, Path(folder) / "model.pt", history, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
 
@@ -275,34 +268,31 @@ def count_failures(trial_path: Path) -> int:
     return sum(1 for line in text.splitlines() if line.startswith("Failure # "))
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _write_trial_run(trial_dir: Path, model: Path, history: list[dict[str, Any]], path: Path, trial: str) -> None:
+    """Complete a trial's folder into a run folder from its best checkpoint (the search's split.json is its split)."""
+    from tune_digits.checkpoint import load_checkpoint
+    from tune_digits.inference import build_model
+    from tune_digits.models import count_parameters
+    from tune_digits.run_folder import read_split_file, write_run
 
-
-def _write_trial_files(
-    trial_dir: Path, cfg: Any, best: dict, n_params: int, epochs: int, path: Path, trial: str
-) -> None:
-    from tune_digits.corpus import Split
-    from tune_digits.run import split_digest, write_history_csv
-
-    metrics = {**best, "num_parameters": n_params, "epochs_run": epochs}
-    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    save_config(cfg, trial_dir / "config.yaml")
-    write_history_csv(trial_dir / "history.csv", _read_history(trial_dir / "history.jsonl"))
-    split = json.loads((path / "split.json").read_text(encoding="utf-8"))
-    digest = split_digest(Split(split["spec"], tuple(split["train"]), tuple(split["val"]), tuple(split["test"])))
-    meta = {
-        "kind": "search-trial",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "data_root": cfg.data.root,
-        "split_spec": split["spec"],
-        "split_digest": digest,
-        "search": path.name,
-        "trial_id": trial,
-    }
-    (trial_dir / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    payload = load_checkpoint(model)
+    cfg = from_flat(payload["config"])
+    n_params = count_parameters(build_model(cfg, tuple(payload["metrics"]["input_shape"])))
+    metrics = {**payload["metrics"], "num_parameters": n_params, "epochs_run": len(history)}
+    split = read_split_file(path / "split.json")
+    write_run(
+        trial_dir,
+        cfg,
+        metrics,
+        kind="search-trial",
+        split=split,
+        model=model,
+        data_root=cfg.data.root,
+        history=history,
+        own_split=False,
+        search=path.name,
+        trial_id=trial,
+    )
 
 
 def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path) -> Path:

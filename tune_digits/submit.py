@@ -19,20 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tune_digits.advice import VAL_PREDICTIONS, Advice, advise
 from tune_digits.atomic import make_public
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
+from tune_digits.contest import check_new_contest, competing_digest, contest_of
 from tune_digits.errors import UserError
-from tune_digits.inference import write_predictions, write_submission
+from tune_digits.inference import write_submission
 from tune_digits.ledger import (
+    archive_contest,
     attempts_left,
     check_attempt_number,
-    commit_attempt,
+    commit_ledger,
     discard,
     read_ledger,
+    recover,
     stage_ledger,
     submissions_lock,
 )
+from tune_digits.run_folder import write_predictions
 
 Say = Callable[[str], None]
 
@@ -54,6 +59,8 @@ class SubmitOptions:
     onnx: bool = False
     split_digest: str | None = None
     wandb: str = "disabled"
+    new_contest: bool = False  # archive the contest in SUBMISSIONS and start a new one (needs yes)
+    yes: bool = False
 
 
 @dataclass
@@ -64,19 +71,34 @@ class Plan:
     previous: dict[str, Any] | None  # the latest earlier attempt
     left: list[int]  # attempt numbers still free before this one
     notes: list[str] = field(default_factory=list)
+    advice: Advice | None = None  # expected test F1 and the chance to beat ``previous`` (from validation)
 
 
 def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     """Check the rules and choose the run; writes nothing."""
     check_attempt_number(opts.attempt)
     entries = read_ledger(opts.submissions)
+    if opts.new_contest:
+        line = check_new_contest(entries, opts.yes, opts.dry_run)
+        if line:
+            say(line)
+        entries = []
     used = {e["attempt"]: e for e in entries}
-    if opts.attempt in used or (opts.submissions / f"attempt-{opts.attempt}").exists():
-        when = used.get(opts.attempt, {}).get("created", "earlier")
+    if opts.attempt in used:
         left = ", ".join(map(str, attempts_left(entries))) or "none"
-        raise UserError(f"attempt {opts.attempt} was already used ({when}); attempts left: {left}")
+        raise UserError(
+            f"attempt {opts.attempt} was already used ({used[opts.attempt].get('created')}); attempts left: {left}"
+        )
+    stray = opts.submissions / f"attempt-{opts.attempt}"
+    if opts.new_contest:
+        pass
+    elif stray.exists() and not (opts.dry_run and stray.is_dir()):
+        raise UserError(f"{stray} exists but has no ledger line; move it away and submit again")
+    elif stray.exists():
+        say(f"note: {stray.name} has no ledger line; submit moves it aside before writing attempt {opts.attempt}")
     candidates, unusable = find_candidates(opts.runs)
-    sel = choose(candidates, opts.split_digest)
+    digest = competing_digest(contest_of(entries), candidates, opts.split_digest)
+    sel = skip_unloadable(choose(candidates, digest), say)
     sel.excluded = unusable + sel.excluded
     say(f"candidates: {len(sel.ranked)} runs under {opts.runs} on split {sel.digest}; {len(sel.excluded)} excluded")
     for line in sel.excluded[:10]:
@@ -85,12 +107,32 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
         say(f"  ... and {len(sel.excluded) - 10} more")
     pick = sel.pick
     say(f"pick: {pick.name} (val F1 {pick.val_f1:.4f}, val loss {pick.val_loss:.4f}, {pick.num_parameters:,} params)")
-    plan = Plan(opts.attempt, sel, sha256_file(pick.folder / "model.pt"), entries[-1] if entries else None, [])
+    plan = Plan(opts.attempt, sel, sha256_file(pick.model_path), entries[-1] if entries else None, [])
     plan.left = attempts_left(entries)
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
         say(note)
+    plan.advice = advise(pick.folder, plan.previous, opts.submissions)
+    for line in plan.advice.lines:
+        say(line)
     return plan
+
+
+def skip_unloadable(sel: Selection, say: Say = _quiet) -> Selection:
+    """The selection with runs whose model.pt cannot be loaded left out, each said in one warning line."""
+    from tune_digits.inference import load_model
+
+    for i, c in enumerate(sel.ranked):
+        try:
+            load_model(c.folder)
+        except UserError as exc:
+            say(f"warning: skipped {c.name} (#{i + 1} by val F1 {c.val_f1:.4f}): {exc}")
+            sel.excluded.append(f"{c.name}: {exc}")
+            continue
+        sel.ranked = sel.ranked[i:]
+        sel.pick = c
+        return sel
+    raise UserError(f"none of the {len(sel.ranked)} runs on split {sel.digest} has a model.pt that loads; see above")
 
 
 def _rule_notes(plan: Plan, entries: list[dict[str, Any]], allow_same: bool) -> list[str]:
@@ -138,7 +180,12 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
     if opts.dry_run:
         return SubmitResult(make_plan(opts, say))
     with submissions_lock(opts.submissions):
+        for line in recover(opts.submissions):
+            say(line)
+        entries = read_ledger(opts.submissions)
         plan = make_plan(opts, say)
+        if opts.new_contest and entries:
+            say(archive_contest(opts.submissions, entries))
         pick = plan.selection.pick
         loaded = load_model(pick.folder, scoring_device(pick))
         if opts.data is None and not pick.run.get("data_root"):
@@ -153,7 +200,7 @@ def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
             rows, notes = predict_folder(loaded, opts.test_dir)
             for note in notes:
                 say(note)
-        folder, entry = write_attempt(opts, plan, loaded, evaluation, rows)
+        folder, entry = write_attempt(opts, plan, loaded, evaluation, rows, say)
     if mode != "disabled":
         log_to_wandb(folder, entry, mode, say)
     return SubmitResult(plan, folder, entry)
@@ -224,7 +271,8 @@ def _manifest(tmp: Path, opts: SubmitOptions, plan: Plan, model: str, ev: Any) -
         "source": {"run": str(pick.folder.resolve()), "name": pick.name, "trial": pick.run.get("trial_id", pick.name)},
         "model": model,
         "split_digest": plan.selection.digest,
-        "data_root": str(ev.data_root),
+        "split_spec": pick.run.get("split_spec"),
+        "data_root": str(Path(ev.data_root).resolve()),
         "checkpoint_sha256": plan.checkpoint_sha256,
         "files": {name: sha256_file(tmp / name) for name in others},
         "versions": versions(),
@@ -232,8 +280,27 @@ def _manifest(tmp: Path, opts: SubmitOptions, plan: Plan, model: str, ev: Any) -
     }
 
 
+LEDGER_KEYS = ("attempt", "created", "message", "model", "checkpoint_sha256", "split_digest", "split_spec", "data_root")
+
+
+def ledger_entry(tmp: Path, manifest: dict[str, Any], plan: Plan, ev: Any) -> dict[str, Any]:
+    """The ledger line of the attempt staged in ``tmp`` (``prev_sha256`` is added when it is staged)."""
+    return {k: manifest[k] for k in LEDGER_KEYS} | {
+        "source_run": manifest["source"]["run"],
+        "trial": manifest["source"]["trial"],
+        "manifest_sha256": sha256_file(tmp / "manifest.json"),
+        "metrics_sha256": sha256_file(tmp / "metrics.json"),
+        "val_f1": ev.val["f1"],
+        "val_loss": ev.val["loss"],
+        "test_f1": ev.test["f1"],
+        "test_accuracy": ev.test["accuracy"],
+        "num_parameters": plan.selection.pick.metrics.get("num_parameters"),
+        **(plan.advice.record if plan.advice else {}),
+    }
+
+
 def write_attempt(
-    opts: SubmitOptions, plan: Plan, loaded: Any, ev: Any, rows: list[tuple[str, int]] | None
+    opts: SubmitOptions, plan: Plan, loaded: Any, ev: Any, rows: list[tuple[str, int]] | None, say: Say = _quiet
 ) -> tuple[Path, dict[str, Any]]:
     """Write the attempt folder and its ledger line atomically; returns (folder, ledger entry)."""
     from tune_digits.config import save_config
@@ -244,37 +311,44 @@ def write_attempt(
     ledger_tmp = None
     try:
         make_public(tmp)  # mkdtemp makes it private
-        shutil.copyfile(pick.folder / "model.pt", tmp / "model.pt")
+        shutil.copyfile(pick.model_path, tmp / "model.pt")
         if sha256_file(tmp / "model.pt") != plan.checkpoint_sha256:
             raise UserError(f"{pick.name}/model.pt changed while submitting; try again")
         save_config(loaded.cfg, tmp / "config.yaml")
         write_json(tmp / "metrics.json", attempt_metrics(plan, ev))
-        write_predictions(tmp / "predictions.csv", ev)
+        write_predictions(tmp / "predictions.csv", ev.predictions())
+        write_predictions(tmp / VAL_PREDICTIONS, ev.predictions("val"))
+        if plan.advice is None or not plan.advice.record:  # a run saved before val predictions were: use ours
+            plan.advice = advise(tmp, plan.previous, sub)
+            for line in plan.advice.lines:
+                say(line)
         if rows is not None:
             write_submission(tmp / "submission.csv", rows)
         if opts.onnx:
             export_onnx(loaded, tmp / "model.onnx", ev.samples)
         manifest = _manifest(tmp, opts, plan, loaded.cfg.model.name, ev)
         write_json(tmp / "manifest.json", manifest)
-        keep = ("attempt", "created", "message", "model", "checkpoint_sha256", "split_digest")
-        entry = {k: manifest[k] for k in keep} | {
-            "source_run": manifest["source"]["run"],
-            "trial": manifest["source"]["trial"],
-            "manifest_sha256": sha256_file(tmp / "manifest.json"),
-            "val_f1": ev.val["f1"],
-            "val_loss": ev.val["loss"],
-            "test_f1": ev.test["f1"],
-            "test_accuracy": ev.test["accuracy"],
-            "num_parameters": pick.metrics.get("num_parameters"),
-        }
+        entry = ledger_entry(tmp, manifest, plan, ev)
         ledger_tmp = stage_ledger(sub, entry)
-        commit_attempt(tmp, sub / f"attempt-{n}", ledger_tmp)
+        commit_ledger(sub, ledger_tmp)  # the commit point: from here on the attempt counts
     except BaseException as exc:
         discard(tmp, ledger_tmp)
         if isinstance(exc, OSError):
             raise UserError(f"attempt {n} not submitted, nothing was written: {exc.strerror or exc}") from None
         raise
+    place_attempt(tmp, sub / f"attempt-{n}", say)
     return sub / f"attempt-{n}", entry
+
+
+def place_attempt(tmp: Path, final: Path, say: Say = _quiet) -> None:
+    """Rename the staged folder of a recorded attempt into place; if that fails the next run finishes it."""
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        say(
+            f"warning: {final.name} is recorded but its folder stays staged as {tmp.name} "
+            f"({exc.strerror or exc}); the next submit or submissions moves it into place"
+        )
 
 
 def utc_now() -> str:

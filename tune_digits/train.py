@@ -23,10 +23,10 @@ from tune_digits import calibration, metrics
 from tune_digits.augment import SpecAugment
 from tune_digits.config import Config
 from tune_digits.corpus import Catalog, Split, make_split, scan, warn_thin_digits
-from tune_digits.data import FeatureSet, build_features, corpus_stats
+from tune_digits.data import FeatureSet, build_features, corpus_stats, to_device
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
-from tune_digits.models import count_parameters, model_from_config
+from tune_digits.models import count_parameters, model_from_config, model_spec
 from tune_digits.noise import noisy_features
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
@@ -157,7 +157,7 @@ def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -
     from 16 channels in its first convolution; narrower ones are slower in it (docs/accuracy.md,
     "Measurements behind code defaults").
     """
-    if model != "lenet5":
+    if not model_spec(model).is_lenet:
         return True
     return device.type == "cpu" and bool(channels) and channels[0] >= 16
 
@@ -168,15 +168,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
-def _to_device(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    order = np.sort(rows)
-    x = torch.from_numpy(np.ascontiguousarray(fs.x[order]))  # (N, 1, F, T) float16
-    y = torch.from_numpy(fs.labels[order])
-    return x.to(device), y.to(device)
-
-
 def _paths(data: Prepared, rows: np.ndarray) -> list[Path]:
-    """The recordings of ``rows`` in the order :func:`_to_device` puts them."""
+    """The recordings of ``rows`` in the order :func:`to_device` puts them."""
     return [data.catalog.root / data.features.files[r] for r in np.sort(rows)]
 
 
@@ -272,8 +265,8 @@ class Trainer:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.device = pick_device(t.device)
-        self.x_train, self.y_train = _to_device(data.features, data.rows["train"], self.device)
-        self.x_val, self.y_val = _to_device(data.features, data.rows["val"], self.device)
+        self.x_train, self.y_train = to_device(data.features, data.rows["train"], self.device)
+        self.x_val, self.y_val = to_device(data.features, data.rows["val"], self.device)
         m = cfg.model
         self.model = model_from_config(m, data.features.shape).to(self.device)
         if channels_last(m.name, m.channels, self.device):
@@ -425,7 +418,7 @@ class Trainer:
         val_log_proba = predict_log_proba(self.model, self.x_val, mode, norm)
         temperature = calibration.fit_temperature(val_log_proba, self.y_val, calibration.TRAIN_FLOOR)
         val = evaluate(self.model, self.x_val, self.y_val, mode, norm, temperature)
-        x_test, y_test = _to_device(self.data.features, self.data.rows["test"], self.device)
+        x_test, y_test = to_device(self.data.features, self.data.rows["test"], self.device)
         test = evaluate(self.model, x_test, y_test, mode, norm, temperature)
         return FitResult(
             self.best_epoch,

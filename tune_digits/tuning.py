@@ -68,7 +68,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
     from ray import tune
 
-    from tune_digits.run import write_run_files
+    from tune_digits.run_folder import write_fit_run
     from tune_digits.tracking import Tracker
     from tune_digits.train import fit, prepare
 
@@ -103,9 +103,8 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     finally:
         tracker.finish()
     if ctx.write_run:
-        write_run_files(trial_dir, cfg, data, result, kind=ctx.kind)
         labels = {**ctx.labels, **{k: v for k, v in params.items() if not isinstance(v, (dict, list))}}
-        (trial_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+        write_fit_run(trial_dir, cfg, data, result, kind=ctx.kind, labels=labels)
 
 
 class WandbTrials(Callback):
@@ -243,10 +242,13 @@ class Resources:
 def plan_resources(
     cluster: dict[str, float], model_names: list[str], cpus: float | None, gpus: float | None, max_concurrent: int
 ) -> Resources:
-    """Small models share a GPU (0.25 each), larger ones take a whole GPU; no GPU -> CPU trials."""
+    """Small models share a GPU (``ModelSpec.gpu_share``: LeNet-5 0.25), larger ones take a whole GPU;
+    no GPU -> CPU trials."""
+    from tune_digits.models import MODELS  # a name not registered (timm, or a typo the trial reports): 1 GPU
+
     n_gpu, n_cpu = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
     if gpus is None:
-        gpus = (0.25 if all(n == "lenet5" for n in model_names) else 1.0) if n_gpu else 0.0
+        gpus = max(MODELS[n].gpu_share if n in MODELS else 1.0 for n in model_names) if n_gpu else 0.0
     if gpus > 0 and n_gpu == 0:
         raise UserError(f"--gpus-per-trial {gpus} asked for, but the Ray cluster has no GPU; use --gpus-per-trial 0")
     cpus = cpus if cpus is not None else (max(1.0, min(4.0, n_cpu // max(n_gpu / gpus, 1))) if gpus else 1.0)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -45,6 +46,15 @@ def submit(
         Optional[str], typer.Option("--split-digest", help="Compete runs of this split (default: the newest run's).")
     ] = None,
     wandb: Annotated[str, typer.Option(help="auto, online, offline or disabled.")] = "auto",
+    new_contest: Annotated[
+        bool,
+        typer.Option(
+            "--new-contest",
+            help="End this folder's contest (its split) and start a new one: the ledger and attempts are archived "
+            "into contest-TIME-DIGEST/; needs --yes.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --new-contest.")] = False,
 ) -> None:
     """Submit the run with the best validation F1 as attempt N: score it on test and write submissions/attempt-N."""
     from tune_digits.submit import SubmitOptions
@@ -62,8 +72,15 @@ def submit(
         onnx=onnx,
         split_digest=split_digest,
         wandb=wandb,
+        new_contest=new_contest,
+        yes=yes,
     )
     result = submit_attempt(opts, _say)
+    _print_result(result, attempt)
+
+
+def _print_result(result: Any, attempt: int) -> None:
+    """The ranking, then what was submitted (or would be, for a dry run) and the attempts left."""
     out.print(_ranking_table(result.plan.selection))
     if result.folder is None:
         left = ", ".join(map(str, result.plan.left))
@@ -105,50 +122,107 @@ def _ranking_table(selection: Any, top: int = 5) -> Table:
 def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     """List the attempts, their scores and the attempts left; flag files changed since submission."""
     from tune_digits.errors import UserError
-    from tune_digits.ledger import attempts_left, check_attempt, read_ledger
+    from tune_digits.ledger import attempts_left, check_attempt, check_chain, read_ledger
 
     if not submissions.exists():
         raise UserError(
             f"no submissions folder {submissions}: no attempt was made there yet "
             f"(attempts left: {', '.join(map(str, attempts_left([])))}); check --submissions"
         )
+    for line in _recover(submissions):
+        _say(line)
     entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
-    table = Table(title=f"submissions in {submissions}")
-    for col in ("#", "time (UTC)", "model", "source run", "val F1", "test F1", "Δ val", "Δ test", "files"):
-        table.add_column(col, justify="right" if col[0] in "#vtΔ" and col != "time (UTC)" else "left")
-    problems: list[str] = []
-    prev: dict[str, Any] | None = None
+    table = _submissions_table(submissions, entries)
+    problems, notes = check_chain(submissions)
+    one_split = len({(e.get("data_root"), e.get("split_digest")) for e in entries}) == 1
     for e in entries:
         found = check_attempt(submissions / f"attempt-{e['attempt']}", e)
         problems.extend(f"attempt {e['attempt']}: {line}" for line in found)
-        table.add_row(
-            str(e["attempt"]),
-            str(e.get("created", "-")).replace("T", " ").rstrip("Z")[:16],
-            escape(str(e.get("model", "-"))),
-            escape(Path(str(e.get("source_run", "-"))).name),
-            _f(e.get("val_f1")),
-            _f(e.get("test_f1")),
-            _delta(e, prev, "val_f1"),
-            _delta(e, prev, "test_f1"),
-            "[bold red]CHANGED[/]" if found else "ok",
-        )
-        prev = e
+        cells = _attempt_cells(e, entries)
+        if one_split:  # data and split are in the title, once for all attempts
+            cells = cells[:2] + cells[4:]
+        table.add_row(*cells, "[bold red]CHANGED[/]" if found else "ok")
     listed = {f"attempt-{e['attempt']}" for e in entries}
     stray = sorted(p.name for p in submissions.glob("attempt-*") if p.is_dir() and p.name not in listed)
     problems.extend(f"{name}: not in the ledger" for name in stray)
     out.print(table)
+    archived = sorted(p.parent.name for p in submissions.glob("contest-*/ledger.jsonl"))
+    if archived:
+        out.print(f"earlier contests (archived): {', '.join(archived)}", highlight=False, soft_wrap=True)
     left = attempts_left(entries)
     out.print(f"attempts left: {len(left)} ({', '.join(map(str, left)) or 'none'})")
+    for line in notes:
+        _say(line)
     for line in problems:
         console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
 
 
+def _submissions_table(submissions: Path, entries: list[dict[str, Any]]) -> Table:
+    """The table's columns; data and split are a column each only when the attempts differ in them."""
+    splits = {(e.get("data_root"), e.get("split_digest")) for e in entries}
+    title = f"submissions in {submissions}"
+    if len(splits) == 1:
+        data, split = _attempt_cells(entries[0], entries)[2:4]
+        title += f" · data {data} · split {split}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    numbers = ("#", "val F1", "test F1", "95% interval", "P(beats)", "Δ val/test")
+    for col in ("#", "time (UTC)", "data", "split", "model", "message", *numbers[1:]):
+        if len(splits) == 1 and col in ("data", "split"):
+            continue
+        table.add_column(col, justify="right" if col in numbers else "left", no_wrap=col != "message")
+    table.add_column("files", no_wrap=True)
+    return table
+
+
+def _recover(submissions: Path) -> list[str]:
+    """Finish or roll back a killed submit's leftovers, unless a submit is running now."""
+    from tune_digits.errors import UserError
+    from tune_digits.ledger import recover, submissions_lock
+
+    try:
+        with submissions_lock(submissions):
+            return recover(submissions)
+    except UserError as exc:
+        return [f"note: nothing recovered: {exc}"]
+
+
+def _attempt_cells(e: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
+    """One row of ``submissions``: the deltas are against the previous attempt on the same split only."""
+    same_split = [p for p in entries if p["attempt"] < e["attempt"] and p.get("split_digest") == e.get("split_digest")]
+    prev = same_split[-1] if same_split else None
+    data = Path(str(e.get("data_root") or "-"))
+    return [
+        str(e["attempt"]),
+        str(e.get("created") or "").replace("T", " ")[5:16] or "-",
+        escape(data.parent.name if data.name == "recordings" else data.name),
+        escape(f"{e.get('split_spec') or '-'} {str(e.get('split_digest', ''))[:6]}"),
+        escape(str(e.get("model", "-"))),
+        escape(str(e.get("message") or "-")),
+        _f(e.get("val_f1")),
+        _f(e.get("test_f1")),
+        *_advice_cells(e),
+        f"{_delta(e, prev, 'val_f1')}/{_delta(e, prev, 'test_f1')}" if prev else "-",
+    ]
+
+
+def _advice_cells(e: dict[str, Any]) -> list[str]:
+    """The 95 % interval of the expected test F1 (its point is the val F1) and the chance to beat the previous
+    attempt, as they were before the attempt was spent."""
+    from tune_digits.advice import percent
+
+    exp, beat = e.get("expected_test_f1") or {}, e.get("p_beats_previous") or {}
+    expected = f"{_f(exp.get('low'), 3)}-{_f(exp.get('high'), 3)}" if exp else "-"
+    p = beat.get("p")
+    chance = f"{percent(p)} vs {beat.get('attempt')}" if isinstance(p, (int, float)) else "-"
+    return [expected, chance]
+
+
 def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
     if prev is None or not isinstance(entry.get(key), (int, float)) or not isinstance(prev.get(key), (int, float)):
         return "-"
-    return f"{entry[key] - prev[key]:+.4f}"
+    return f"{entry[key] - prev[key]:+.3f}"
 
 
 @app.command()
