@@ -10,11 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import wandb_files  # tests/wandb_files.py
+from run_folders import assert_quiet, assert_small  # tests/run_folders.py
 from typer.testing import CliRunner
 
 from tune_digits.cli import app
 from tune_digits.config import load_config, save_config
+from tune_digits.live import eight_label
 from tune_digits.matrix import log_summary_run
+from tune_digits.tuning import TrialContext, run_name
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -33,6 +36,7 @@ def eight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("eight")
     mp = pytest.MonkeyPatch()
     mp.setenv("TUNE_DIGITS_CACHE", str(tmp / "cache"))
+    mp.setenv("COLUMNS", "100")
     a, b = _params(tmp)
     args = [
         "final-eight",
@@ -54,7 +58,33 @@ def eight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = runner.invoke(app, args)
     mp.undo()
     assert result.exit_code == 0, result.output
+    (tmp / "output.txt").write_text(result.output, encoding="utf-8")
     return tmp / "runs" / "e1"
+
+
+def test_the_terminal_shows_the_eight_trainings_then_where_things_are(eight: Path) -> None:
+    text = (eight.parents[1] / "output.txt").read_text(encoding="utf-8")
+    assert_quiet(text)
+    lines = text.splitlines()
+    assert "8/8 finished, 0 running" in text and "A-bilateral-aug-s0 done after 1 epochs" in text
+    assert f"report: {eight / 'report.html'}" in lines
+    assert any(line.startswith(f"folder: {eight} (") for line in lines)
+
+
+def test_a_finished_final_eight_keeps_one_model_per_training(eight: Path) -> None:
+    assert_small(eight, 8)
+
+
+def test_wandb_runs_are_named_by_what_they_train() -> None:
+    class Trial:
+        trial_id, experiment_tag = "bd203_00005", "5_arm=B,augment.enabled=True"
+        config = {"arm": "B", "features.variant": "bilateral", "augment.enabled": True, "train.seed": 2}
+
+    eight_ctx = TrialContext({}, "out", group="e1", bases={"A": {}, "B": {}})
+    assert run_name(eight_ctx, Trial()) == "B-bilateral-aug-s2"
+    assert eight_label({**Trial.config, "augment.enabled": False, "features.variant": "raw"}) == "B-raw-noaug-s2"
+    Trial.experiment_tag = "3_train.lr=0.001"
+    assert run_name(TrialContext({}, "out", group="lenet-1"), Trial()) == "lenet-1-3"
 
 
 def test_eight_rows_cover_exactly_the_eight_combinations(eight: Path) -> None:
@@ -122,7 +152,10 @@ def test_wandb_summary_run_holds_the_eight_rows(eight: Path, tmp_path: Path, mon
     assert logged["columns"] == list(expected.columns) and len(logged["data"]) == 8
     f1 = logged["columns"].index("test_f1")
     assert [row[f1] for row in logged["data"]] == pytest.approx(expected["test_f1"].tolist())
-    summary = wandb_files.summary(next(runs[0].glob("run-*.wandb")))
+    log = wandb_files.wait_written(next(runs[0].glob("run-*.wandb")))
+    summary = wandb_files.summary(log)
+    run = next(r.run for r in wandb_files.records(log) if r.WhichOneof("record_type") == "run")
+    assert run.run_group == "e1" and run.display_name == "e1-summary"  # the final-eight's own group
     best = expected.loc[expected["val_f1"].idxmax()]  # one seed: the best run is the best configuration
     assert float(summary["best_val_f1"]) == pytest.approx(best["val_f1"])
     assert float(summary["best_config_test_f1"]) == pytest.approx(best["test_f1"])

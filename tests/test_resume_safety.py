@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,4 +86,37 @@ def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(tm
     stderr = (tmp_path / "err.txt").read_text(encoding="utf-8", errors="replace")
     assert rc == 130, stderr[-2000:]
     assert "--name s --resume" in stderr and "Tuner.restore" not in stderr, stderr[-2000:]
+    # the trial that was running is listed as interrupted, with the epochs it got through
+    assert re.search(r"^#1 \w+ +[0-9.]+ +[1-9]\d* +interrupted$", stderr, re.MULTILINE), stderr[-2000:]
     assert not (folder / "best.yaml").exists() and not (folder / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_final_eight_exits_130_lists_interrupted_trainings_and_no_summary(tmp_path: Path) -> None:
+    from tune_digits.config import load_config, save_config
+
+    params = tmp_path / "a.yaml"
+    lenet = ["model.name=lenet5", "model.channels=[4,8]", "model.fc=[32,16]", "train.patience=0"]
+    save_config(load_config(None, [*lenet, "data.split=speakers"]), params)
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    argv = [sys.executable, "-m", "tune_digits.cli", "final-eight", "--model-a", str(params), "--model-b", str(params)]
+    argv += ["--epochs", "40", "--storage", str(tmp_path / "runs"), "--name", "e", "--wandb", "disabled"]
+    folder = tmp_path / "runs" / "e"
+    with (tmp_path / "err.txt").open("wb") as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not any(h.stat().st_size for h in folder.glob("trials/*/history.jsonl")):
+            assert proc.poll() is None, (tmp_path / "err.txt").read_text()[-2000:]
+            assert time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    stderr = (tmp_path / "err.txt").read_text(encoding="utf-8", errors="replace")
+    assert rc == 130, stderr[-2000:]
+    assert "--name e --resume" in stderr and "Tuner.restore" not in stderr, stderr[-2000:]
+    assert re.search(r"^[AB]-(raw|bilateral)-(no)?aug-s0 +[0-9.]+ +[1-9]\d* +interrupted$", stderr, re.MULTILINE)
+    assert not (folder / "summary.csv").exists() and not (folder / "report.html").exists()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import wandb_files  # tests/wandb_files.py
 import yaml
+from run_folders import assert_quiet, assert_small  # tests/run_folders.py
 from typer.testing import CliRunner
 
 from tune_digits.cli import app
@@ -42,7 +44,7 @@ def _write_space(folder: Path, **search: object) -> Path:
 @pytest.fixture(scope="module")
 def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
-    env = {"TUNE_DIGITS_CACHE": str(tmp / "cache"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = {"TUNE_DIGITS_CACHE": str(tmp / "cache"), "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COLUMNS": "100"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -57,7 +59,12 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
             else:
                 os.environ[k] = v
     assert result.exit_code == 0, result.output
+    (tmp / "output.txt").write_text(result.output, encoding="utf-8")
     return tmp / "runs" / "s1"
+
+
+def _output(folder: Path) -> str:
+    return (folder.parents[1] / "output.txt").read_text(encoding="utf-8")
 
 
 def test_search_writes_one_row_per_trial_and_a_usable_best_yaml(finished_search: Path, tmp_path, tmp_cache) -> None:
@@ -114,11 +121,38 @@ def test_asha_stops_poor_trials_early(finished_search: Path) -> None:
 
 
 def test_wandb_offline_runs_land_on_disk(finished_search: Path) -> None:
-    runs = sorted(finished_search.glob("trials/*/wandb/offline-run-*"))
-    assert len(runs) == 4
-    for run in runs:  # the run log is binary protobuf; the metric names are in it as bytes
-        data = next(run.glob("run-*.wandb")).read_bytes()
-        assert b"val_f1" in data and b"train_loss" in data and b"model.name" in data
+    runs = sorted(finished_search.glob("wandb/offline-run-*"))  # all of them in one folder
+    assert len(runs) == 4 and not list(finished_search.glob("trials/*/wandb"))
+    names = set()
+    for run in runs:
+        log = wandb_files.wait_written(next(run.glob("run-*.wandb")))
+        assert {"val_f1", "train_loss"} <= set(wandb_files.history(log)[0])
+        record = next(r.run for r in wandb_files.records(log) if r.WhichOneof("record_type") == "run")
+        assert record.run_group == "s1"
+        names.add(record.display_name)
+    assert names == {"s1-1", "s1-2", "s1-3", "s1-4"}  # the search's name and the trial's number
+    lines = _output(finished_search).splitlines()
+    assert f"W&B: 4 runs logged offline in {finished_search / 'wandb'}" in lines
+    assert f"  upload them: wandb sync {finished_search / 'wandb'}/offline-run-*" in lines
+
+
+def test_the_terminal_shows_the_search_not_ray(finished_search: Path) -> None:
+    text = _output(finished_search)
+    lines = text.splitlines()
+    assert_quiet(text)
+    assert f"best config: {finished_search / 'best.yaml'}" in lines
+    assert f"report: {finished_search / 'report.html'}" in lines
+    assert sum(f"Ray's own log: {finished_search / 'ray.log'}" in line for line in lines) == 1
+    assert (finished_search / "ray.log").stat().st_size > 0
+    assert "4/4 finished" in text
+    table = pd.read_csv(finished_search / "results.csv")
+    assert f"best val F1 {table['val_f1'].max():.4f}" in text  # the live view's best is the leaderboard's
+    assert any(line.startswith(f"folder: {finished_search} (") for line in lines)
+
+
+def test_a_finished_search_keeps_one_model_per_trial_and_no_optimizer_state(finished_search: Path) -> None:
+    assert_small(finished_search, 4)
+    assert {p.name for p in finished_search.iterdir() if p.is_dir()} == {".ray", "trials", "wandb"}
 
 
 def test_plots_and_importance_are_written(finished_search: Path) -> None:
@@ -202,3 +236,4 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path) -> No
     after = _trial_histories(folder)
     for trial, history in before.items():
         assert after[trial] == history  # finished trials were not rerun
+    assert not list(folder.glob(".ray/*/checkpoint_*"))  # finished: no trial can resume, no optimizer state

@@ -102,7 +102,7 @@ def test_resume_refuses_a_planted_tuner_pkl_and_runs_nothing(tmp_path: Path) -> 
     argv += ["--storage", str(tmp_path / "runs"), "--name", "s", "--wandb", "disabled"]
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = tmp_path / "runs" / "s"
+    folder = tmp_path / "runs" / "s" / ".ray"  # Ray's experiment, inside the search folder
     assert (folder / MANIFEST).is_file() and (folder / "tuner.pkl").is_file()
     check_storage(folder)  # every pickle Ray wrote is signed (a killed search resuming: test_reliability)
 

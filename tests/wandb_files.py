@@ -51,3 +51,15 @@ def summary(run_file: Path) -> dict[str, str]:
         if rec.WhichOneof("record_type") == "summary":
             out.update({(i.key or "/".join(i.nested_key)): i.value_json for i in rec.summary.update})
     return out
+
+
+def wait_written(run_file: Path, timeout: float = 60.0) -> Path:
+    """W&B's service writes the file after ``run.finish()`` returns: wait for its exit record."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in records(run_file)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{run_file} has no exit record after {timeout:.0f} s")
+        time.sleep(0.2)
+    return run_file

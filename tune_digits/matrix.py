@@ -6,6 +6,8 @@ the variant, the augmentation switch and the seed change between a model's runs.
 
 runs/final-eight/NAME/
     split.json, bases.json          the shared split and each model's resolved config
+    .ray/, ray.log                  Ray's experiment (checkpoints only while a training may resume) and log
+    wandb/                          every W&B run of this comparison (group NAME, runs A-bilateral-aug-s0, ...)
     trials/<trial_id>/              a full run folder per training (metrics, predictions, model.pt)
     summary.csv, summary.md, *.png, report.html
 """
@@ -20,6 +22,7 @@ from typing import Any
 from tune_digits.config import Config, load_config, to_flat, with_values
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
+from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.tuning import (
     TrialContext,
     check_name,
@@ -152,7 +155,7 @@ def run_final_eight(opts: EightOptions) -> Path:
     if opts.resume:
         from tune_digits.storage_guard import check_storage
 
-        check_storage(folder)  # before Ray starts or reads a pickle there
+        check_storage(experiment_dir(folder))  # before Ray starts or reads a pickle there
     if not opts.resume and folder.exists():
         raise UserError(f"{folder} already exists; use --resume to continue it or choose another --name")
     if opts.seeds < 1:
@@ -174,7 +177,7 @@ def run_final_eight(opts: EightOptions) -> Path:
         ctx = TrialContext(
             bases["A"],
             str(folder),
-            group="final-eight",
+            group=opts.name,
             wandb=mode,
             write_run=True,
             kind="final-eight",
@@ -186,11 +189,14 @@ def run_final_eight(opts: EightOptions) -> Path:
         shutdown_ray()
     write_summary(folder)
     log_summary_run(folder, mode)
+    prune_checkpoints(folder, {p.parent.name for p in folder.glob("trials/*/labels.json")})
     return folder
 
 
 def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bases: dict) -> None:
     from ray import tune
+
+    from tune_digits.live import Board, ray_log_to, shown
 
     seeds = sorted({int(b["train.seed"]) for b in bases.values()})[:1] or [0]
     param_space = {
@@ -203,16 +209,21 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
     concurrent = max(r.max_concurrent for r in res.values())
 
     def new_tuner() -> Any:
-        tune_config = tune.TuneConfig(metric="val_f1", mode="max", max_concurrent_trials=concurrent)
+        tune_config = tune.TuneConfig(
+            metric="val_f1", mode="max", max_concurrent_trials=concurrent, trial_dirname_creator=short_dirname
+        )
         return tune.Tuner(
             trainable_fn,
             param_space=param_space,
             tune_config=tune_config,
-            run_config=run_config(opts.name, opts.storage, max_failures=1, ctx=ctx),
+            run_config=run_config(RAY_FOLDER, folder, max_failures=1, ctx=ctx),
         )
 
-    tuner = restore_or_new(folder, opts.resume, trainable_fn, param_space, new_tuner)
-    fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no summary from unfinished runs
+    tuner = restore_or_new(experiment_dir(folder), opts.resume, trainable_fn, param_space, new_tuner)
+    total = len(bases) * len(VARIANTS) * len(AUGMENT) * opts.seeds
+    board = Board(f"final-eight {opts.name}: {total} trainings, up to {concurrent} at once", total, eight=True)
+    with shown(board, ray_log_to(folder / "ray.log")):
+        fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no summary from unfinished runs
 
 
 def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> None:
@@ -230,7 +241,7 @@ def log_summary_run(folder: Path, mode: str, out_dir: Path | None = None) -> Non
         out_dir or folder,
         mode=mode,
         name=f"{folder.name}-summary",
-        group="final-eight",
+        group=folder.name,
         job_type="summary",
         config={"final_eight": folder.name, "runs": len(table)},
         local=False,

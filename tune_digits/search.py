@@ -1,7 +1,10 @@
 """``tune-digits search``: a YAML space -> Ray Tune with Optuna (TPE) and ASHA -> results you can open.
 
 runs/search/NAME/
-    (Ray's experiment state: experiment_state-*.json, searcher state, trial folders)
+    .ray/                      Ray's experiment state and trial folders (checkpoints only while a trial
+                               may resume; each trial's stdout/stderr), kept out of the way
+    ray.log                    Ray's own log lines (the terminal shows the live view instead)
+    wandb/                     every W&B run of the search (offline: `wandb sync NAME/wandb/offline-run-*`)
     split.json                 the split every trial used
     trials/<trial_id>/         history.jsonl, model.pt, metrics.json, config.yaml, run.json (a run folder)
     results.csv                one row per trial: parameters, best val_f1, epochs run, status, checkpoint,
@@ -24,6 +27,7 @@ import numpy as np
 from tune_digits.config import from_flat, save_config, to_flat
 from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
+from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.run_folder import read_history
 from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
 from tune_digits.tuning import (
@@ -86,7 +90,7 @@ def check_target(opts: SearchOptions) -> Path:
     if opts.resume:
         from tune_digits.storage_guard import check_storage
 
-        check_storage(path)  # before Ray starts or reads a pickle there
+        check_storage(experiment_dir(path))  # before Ray starts or reads a pickle there
     if not opts.resume and path.exists():
         raise UserError(f"search {path} already exists; use --resume to continue it or choose another --name")
     return path
@@ -148,11 +152,15 @@ def _list_keys(space: SearchSpace) -> tuple[str, ...]:
 
 
 def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext, res: Any) -> Any:
+    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    from tune_digits.live import Board, ray_log_to, shown
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = space.search
     trainable_fn = make_trainable(ctx, res)
     param_space = to_tune(space)
@@ -175,16 +183,24 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
             scheduler=scheduler,
             num_samples=s.num_samples,  # concurrency is the ConcurrencyLimiter's
             time_budget_s=s.time_budget or None,
+            trial_dirname_creator=short_dirname,
         )
         return tune.Tuner(
             trainable_fn,
             param_space=param_space,
             tune_config=tune_config,
-            run_config=run_config(opts.name, opts.storage, s.max_failures, s.metric, s.mode, ctx),
+            run_config=run_config(RAY_FOLDER, path, s.max_failures, s.metric, s.mode, ctx),
         )
 
-    tuner = restore_or_new(path, opts.resume, trainable_fn, param_space, new_tuner)
-    return fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no best.yaml from an unfinished search
+    tuner = restore_or_new(experiment_dir(path), opts.resume, trainable_fn, param_space, new_tuner)
+    board = Board(
+        f"search {opts.name}: {s.num_samples} trials, up to {res.max_concurrent} at once",
+        s.num_samples,
+        keys=tuple(d.key for d in space.dims),
+        max_epochs=s.max_epochs,
+    )
+    with shown(board, ray_log_to(path / "ray.log")):
+        return fit_or_interrupt(tuner)  # Ctrl-C: KeyboardInterrupt, so no best.yaml from an unfinished search
 
 
 def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> dict[str, Any]:
@@ -212,9 +228,12 @@ def _trial_row(result: Any, path: Path, space: SearchSpace, max_epochs: int) -> 
     )
     row.update({d.key: (result.config or {}).get(d.key) for d in space.dims})
     ckpt = result.get_best_checkpoint("val_f1", "max") if result.best_checkpoints else None
-    if ckpt is not None:
+    if ckpt is not None and Path(ckpt.path).is_dir():  # gone once the trial finished and was copied
         with ckpt.as_directory() as folder:
             _write_trial_run(trial_dir, Path(folder) / "model.pt", history, path, trial_id)
+        row["checkpoint"] = f"trials/{trial_id}/model.pt"
+    elif (trial_dir / "model.pt").is_file():  # a --resume after the finish: the copy is all that is kept
+        _write_trial_run(trial_dir, trial_dir / "model.pt", history, path, trial_id)
         row["checkpoint"] = f"trials/{trial_id}/model.pt"
     return row
 
@@ -304,6 +323,8 @@ def finish_search(path: Path, space: SearchSpace, results: Any, data_root: Path)
         raise UserError(f"the search {path.name} ran no trial; check the resources and the time budget")
     table = pd.DataFrame(rows).sort_values("val_f1", ascending=False, na_position="last")
     table.to_csv(path / "results.csv", index=False)
+    finished = table[(table["status"] != "ERROR") & (table["checkpoint"] != "")]  # errored trials may resume
+    prune_checkpoints(path, set(finished["trial_id"]))
     done = table[table["checkpoint"] != ""]
     if len(done):
         best_id = done.iloc[0]["trial_id"]

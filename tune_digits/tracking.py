@@ -105,3 +105,18 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+def wandb_note(folder: Path) -> list[str]:
+    """Where a command's W&B runs are and, when offline, the one command that uploads them all."""
+    runs = Path(folder) / "wandb"
+    offline = sorted(runs.glob("offline-run-*"))
+    online = sorted(runs.glob("run-*"))
+    if offline:
+        return [
+            f"W&B: {len(offline)} runs logged offline in {runs}",
+            f"  upload them: wandb sync {runs}{os.sep}offline-run-*",
+        ]
+    if online:
+        return [f"W&B: {len(online)} runs logged online to project {PROJECT}, group {Path(folder).name}"]
+    return []

@@ -127,9 +127,9 @@ class WandbTrials(Callback):
         if trial.trial_id not in self.trackers:
             arm = trial.config.get("arm")
             self.trackers[trial.trial_id] = Tracker(
-                Path(self.ctx.out_dir) / "trials" / trial.trial_id,
+                Path(self.ctx.out_dir),  # every run of one command under <folder>/wandb/, for one `wandb sync`
                 mode=self.ctx.wandb,
-                name=trial.trial_id,
+                name=run_name(self.ctx, trial),
                 group=self.ctx.group,
                 job_type=f"model-{arm}" if arm else self.ctx.job_type,
                 config=to_flat(trial_config(self.ctx, trial.config)),
@@ -160,6 +160,15 @@ class WandbTrials(Callback):
         self.trackers.clear()
 
 
+def run_name(ctx: TrialContext, trial: Any) -> str:
+    """A W&B run name that says what the run is: ``A-bilateral-aug-s0``, or the search's name and trial number."""
+    from tune_digits.live import eight_label, trial_number
+
+    if ctx.bases:
+        return eight_label(trial.config)
+    return f"{ctx.group}-{trial_number(trial)}"
+
+
 def check_name(name: str, flag: str = "--name") -> str:
     """A search or comparison name is one folder name: no path separators, no ``..``, no control characters."""
     if (
@@ -178,7 +187,10 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine prints its banner even at verbose=0
     import ray
+
+    from tune_digits.live import capture_ray_logs, release_ray_logs
 
     if ray.is_initialized():
         return ray.cluster_resources()
@@ -188,16 +200,19 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
         _probe(address)
         check_auth(address)  # reachable, but is the token what is missing?
     env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
+    capture_ray_logs()  # Ray's lines go to the run folder's ray.log, the terminal shows the live view
     try:
         ray.init(
             address=address,
             num_cpus=None if address else num_cpus,
             include_dashboard=False,
-            logging_level=logging.WARNING,
             runtime_env=env,
-            configure_logging=True,
+            configure_logging=False,
+            log_to_driver=False,  # trial output: the trial folders' stdout/stderr files (log_to_file)
         )
+        capture_ray_logs()
     except Exception as exc:
+        release_ray_logs()
         if is_auth_failure(exc):
             raise auth_error(str(address)) from None
         if not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
@@ -228,8 +243,11 @@ def _probe(address: str, timeout: float = 3.0) -> None:
 def shutdown_ray() -> None:
     import ray
 
+    from tune_digits.live import release_ray_logs
+
     if ray.is_initialized():
         ray.shutdown()
+    release_ray_logs()
 
 
 @dataclass(frozen=True)
@@ -268,9 +286,12 @@ def run_config(
 ):
     from ray import tune
 
+    from tune_digits.live import LiveTrials
     from tune_digits.storage_guard import guarded_filesystem
 
-    callbacks = [WandbTrials(ctx)] if ctx is not None and ctx.wandb != "disabled" else []
+    callbacks = [LiveTrials()]
+    if ctx is not None and ctx.wandb != "disabled":
+        callbacks.append(WandbTrials(ctx))
 
     return tune.RunConfig(
         name=name,
@@ -281,7 +302,8 @@ def run_config(
         ),
         failure_config=tune.FailureConfig(max_failures=max_failures),
         callbacks=callbacks,
-        verbose=1,
+        verbose=0,  # the live view (tune_digits.live) shows the trials
+        log_to_file=True,
     )
 
 

@@ -66,5 +66,7 @@ def final_eight(
                 highlight=False,
             )
         raise
+    from tune_digits.cli.search import show_paths
+
     out.print((folder / "summary.md").read_text(encoding="utf-8"))
-    out.print(f"report: {folder / 'report.html'}", highlight=False, soft_wrap=True)
+    show_paths(folder)

@@ -104,8 +104,21 @@ def show_leaderboard(folder: Path, top: int = 10) -> None:
             )
     best = folder / "best.yaml"
     out.print(f"results: {folder / 'results.csv'}", highlight=False, soft_wrap=True)
-    if best.is_file():
-        out.print(f"best config: {best}  (tune-digits train --config {best})", highlight=False, soft_wrap=True)
+    show_paths(folder, best if best.is_file() else None)
+
+
+def show_paths(folder: Path, best: Path | None = None) -> None:
+    """The report, best.yaml, the W&B line and the folder's size: one unwrapped line each, to copy."""
+    from tune_digits.live import folder_size, human_size
+    from tune_digits.tracking import wandb_note
+
+    lines = [f"report: {folder / 'report.html'}"] if (folder / "report.html").is_file() else []
+    if best is not None:
+        lines += [f"best config: {best}", f"  train it: tune-digits train --config {best}"]
+    lines += wandb_note(folder)
+    lines.append(f"folder: {folder} ({human_size(folder_size(folder))})")
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _short(key: str, keys: list[str]) -> str:
