@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
-from tune_digits.run_folder import Predictions, model_file, split_digest, write_csv
+from tune_digits.run_folder import model_file, write_csv
 from tune_digits.safe_csv import csv_name
 from tune_digits.train import predict_proba
 
@@ -304,67 +304,6 @@ def export_onnx(loaded: LoadedModel, path: Path, samples: torch.Tensor | None = 
     if gap > ONNX_TOLERANCE:
         raise UserError(f"ONNX outputs differ from PyTorch by {gap:.2e} (> {ONNX_TOLERANCE:g}); not exported")
     return gap
-
-
-@dataclass
-class SplitEvaluation:
-    """A model scored on the validation and test parts of a saved split."""
-
-    val: dict[str, Any]  # train.evaluate output: f1, accuracy, loss, per_class_f1, confusion_matrix, predictions
-    test: dict[str, Any]
-    test_files: list[str]  # relative to data_root, in the order of test["predictions"]
-    test_labels: list[int]
-    data_root: Path
-    samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
-    device: str  # where it was scored: cpu or cuda
-    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
-    val_labels: list[int] = field(default_factory=list)
-
-    def predictions(self, part: str = "test") -> Predictions:
-        """The test (or val) split's predictions, as a run folder's ``predictions.csv`` holds them."""
-        if part == "val":
-            return Predictions(self.val_files, self.val_labels, self.val["predictions"], self.val["probabilities"])
-        return Predictions(self.test_files, self.test_labels, self.test["predictions"], self.test["probabilities"])
-
-
-def evaluate_split(
-    loaded: LoadedModel, data_root: str | Path, split_file: str | Path, digest: str | None = None
-) -> SplitEvaluation:
-    """Re-scan ``data_root``, load ``split_file`` and score ``loaded`` on its val and test parts.
-
-    ``digest`` (a run.json ``split_digest``), when given, must match the split file.
-    """
-    from tune_digits.corpus import load_split, scan
-    from tune_digits.data import build_features, to_device
-    from tune_digits.train import evaluate
-
-    root = Path(data_root)
-    if not root.is_dir():
-        raise UserError(f"data folder {root} not found; pass --data with the corpus the run was trained on")
-    catalog = scan(root)
-    split = load_split(catalog, Path(split_file))
-    if digest and split_digest(split) != digest:
-        raise UserError(f"{split_file} does not match its run.json (split_digest {digest}); the run was changed")
-    cfg = loaded.cfg
-    fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, progress=False)
-    if tuple(fs.shape) != tuple(loaded.input_shape):
-        raise UserError(f"features of {root} have shape {fs.shape}, the model expects {loaded.input_shape}")
-    device = next(loaded.model.parameters()).device
-    scores = {}
-    for part in ("val", "test"):
-        found = fs.rows(getattr(split, part))
-        if not len(found):
-            raise UserError(f"none of the {part} recordings of {split_file} can be read from {root}")
-        x, y = to_device(fs, found, device)
-        scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm, loaded.temperature)
-    rows = np.sort(fs.rows(split.test))
-    samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
-    files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    val_rows = np.sort(fs.rows(split.val))
-    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
-    return SplitEvaluation(
-        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
-    )
 
 
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
