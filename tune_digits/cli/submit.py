@@ -237,17 +237,38 @@ def predict(
             "probabilities (an ensemble, e.g. a LeNet-5 and a Model B run).",
         ),
     ],
-    out_csv: Annotated[Optional[Path], typer.Option("--out", help="Write file,digit,probability to this CSV.")] = None,
+    out_csv: Annotated[
+        Optional[Path], typer.Option("--out", help="Write file,digit,probability,note to this CSV.")
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence",
+            help="Mark predictions whose (calibrated) probability is below this as low confidence; 0 = never.",
+        ),
+    ] = 0.5,
 ) -> None:
-    """Predict the digit spoken in each recording with a saved model (or the mean of several)."""
+    """Predict the digit spoken in each recording with a saved model (or the mean of several).
+
+    A recording where no word is found (near silence, noise only) says "no digit heard" and has no digit.
+    """
     from dataclasses import replace
 
     from tune_digits.errors import UserError
-    from tune_digits.inference import collect_audio, load_model, predict_files, relative_name, write_prediction_csv
+    from tune_digits.inference import (
+        collect_audio,
+        load_model,
+        predict_files,
+        prediction_note,
+        relative_name,
+        write_prediction_csv,
+    )
 
     if out_csv is not None and (out_csv.is_dir() or not out_csv.parent.is_dir()):
         problem = "is a folder" if out_csv.is_dir() else f"cannot be written: no folder {out_csv.parent}"
         raise UserError(f"--out {out_csv} {problem}; pass a CSV file name in an existing folder")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise UserError(f"--min-confidence {min_confidence}: must be in [0, 1], e.g. 0.5")
     models = [load_model(m) for m in model]
     audio, other = collect_audio(list(inputs))
     if other:
@@ -261,7 +282,7 @@ def predict(
     preds = [replace(p, file=relative_name(p.file, inputs)) for p in preds]
     if out_csv is not None:
         try:
-            write_prediction_csv(out_csv, preds)
+            write_prediction_csv(out_csv, preds, min_confidence)
         except OSError as exc:
             raise UserError(f"--out {out_csv} cannot be written ({exc.strerror or exc})") from None
         out.print(f"{len(preds)} predictions written to {out_csv}", highlight=False, soft_wrap=True)
@@ -271,6 +292,9 @@ def predict(
     table.add_column("file", overflow="fold")
     table.add_column("digit", justify="right")
     table.add_column("probability", justify="right")
+    table.add_column("note")
     for p in preds:
-        table.add_row(escape(p.file), str(p.digit), f"{p.probability:.4f}")
+        note = prediction_note(p, min_confidence)
+        digit = "-" if not p.heard else str(p.digit)
+        table.add_row(escape(p.file), digit, f"{p.probability:.4f}", note)
     out.print(table)
