@@ -15,6 +15,7 @@ runs/final-eight/NAME/
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,18 @@ class EightOptions:
     address: str | None = None
     resume: bool = False
     progress: bool = True
+
+
+def default_name() -> str:
+    return f"final-eight-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resume_line(opts: EightOptions) -> str | None:
+    """What to print when Ctrl-C ended the comparison: how to resume it (nothing when no folder was made)."""
+    if not (opts.storage / opts.name).is_dir():
+        return None
+    again = f"tune-digits final-eight --storage {opts.storage} --name {opts.name} --resume"
+    return f"final-eight {opts.name} interrupted, not finished (no summary); resume with: {again}"
 
 
 def latest_best(searches: Path, want_lenet: bool) -> Path | None:
