@@ -277,6 +277,11 @@ def bench_features(b: Bench) -> None:
         rate = m.result["clips_per_s"]
         what = f"  baseline num_workers={m.result['num_workers']}: raw / bilateral"
         b.row(what, "", f"{_n(rate['raw'])} / {_n(rate['bilateral'])}", "", "", _mb(m))
+    trim = b.run("trim_cost", "front end with audio.trim off / on", "ours", limit=100 if b.quick else 300)
+    s["trim_ms_per_clip"] = {k: v for k, v in trim.result.items() if k.endswith(("_on", "_off"))}
+    for name in ("corpus", "long_48k_stereo"):
+        off, on = (trim.result[f"{name}_ms_per_clip_trim_{x}"] for x in ("off", "on"))
+        b.row(f"  front end ms/clip, trim off / on ({name})", f"{off:.2f} / {on:.2f}", "", "", _mb(trim), "")
     # per CPU-second of all processes: what the work costs, whatever else runs on the machine
     cpu_raw = raw.result["cpu_seconds"]["raw"]
     ours_cpu = (n / cpu_raw, n / (cpu_raw + bil.result["cpu_seconds"]["bilateral"]))

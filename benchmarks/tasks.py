@@ -37,11 +37,13 @@ def _config(data: str, values: dict[str, Any] | None = None):
     """The settings both sides use: tune-digits' defaults, a speaker split, and no SpecAugment.
 
     SpecAugment (on by default in tune-digits) is switched off because the notebook baseline has
-    none: with it, both sides would not do the same work per sample.
+    none: with it, both sides would not do the same work per sample. So is ``audio.trim`` (the
+    baseline centres every clip); :func:`trim_cost` measures what it adds.
     """
     from tune_digits.config import from_flat
 
-    return from_flat({"data.root": data, "data.split": "speakers", "augment.enabled": False, **(values or {})})
+    values = {"audio.trim": False, **(values or {})}  # the baseline centres every clip; trim_cost times the trim
+    return from_flat({"data.root": data, "data.split": "speakers", "augment.enabled": False, **values})
 
 
 def _build_model(cfg, input_shape: tuple[int, int, int]):
@@ -379,7 +381,45 @@ def search(data: str, concurrent: int, storage: str, trials: int = 2, epochs: in
     }
 
 
+def trim_cost(data: str, limit: int = 300, long_s: float = 3.0) -> dict[str, Any]:
+    """Milliseconds per clip of the front end (decode, resample, window) with ``audio.trim`` off and on.
+
+    On the corpus's first ``limit`` clips as they are, and on the same clips placed at a random offset
+    in ``long_s`` seconds of low noise, written as 48 kHz stereo (the word must be found to be kept).
+    """
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from tune_digits.audio import load_audio_batch, read_audio, resample
+    from tune_digits.corpus import scan
+
+    paths = [r.path for r in scan(data).recordings[:limit]]
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"clips": len(paths), "long_seconds": long_s}
+    with tempfile.TemporaryDirectory() as tmp:
+        long_paths = []
+        for i, path in enumerate(paths):
+            wave, sr = read_audio(path)
+            wave = resample(wave, sr, 48000)[: int(48000 * long_s) - 1]
+            clip = (rng.standard_normal(int(48000 * long_s)) * 1e-3).astype(np.float32)
+            start = int(rng.integers(0, len(clip) - len(wave)))
+            clip[start : start + len(wave)] += wave
+            long_paths.append(Path(tmp) / f"{i}.wav")
+            sf.write(long_paths[-1], np.stack([clip, clip], axis=1), 48000, subtype="PCM_16")
+        for name, files in (("corpus", paths), ("long_48k_stereo", long_paths)):
+            for trim in (False, True):
+                start = time.perf_counter()
+                load_audio_batch(files, 8000, 8000, trim)
+                out[f"{name}_ms_per_clip_trim_{'on' if trim else 'off'}"] = round(
+                    1000 * (time.perf_counter() - start) / max(len(files), 1), 3
+                )
+    return out
+
+
 TASKS = {
+    "trim_cost": trim_cost,
     "cache_build": cache_build,
     "baseline_features": baseline_features,
     "train_ours": train_ours,

@@ -72,11 +72,17 @@ def test_percent_never_rounds_to_certainty() -> None:
 
 
 def test_a_run_without_saved_validation_predictions(contest_runs: Path, tmp_path: Path, tmp_cache: Path) -> None:
+    """A folder without val_predictions.csv (a search trial, an older run) is scored on validation for the advice."""
     runs, subs = tmp_path / "runs", tmp_path / "subs"
     shutil.copytree(contest_runs / "b", runs / "old")
+    saved = (runs / "old" / VAL_PREDICTIONS).read_text()
     (runs / "old" / VAL_PREDICTIONS).unlink()
     dry = _submit(runs, subs, "--attempt", "1", "--dry-run")
-    assert dry.exit_code == 0 and "expected test macro-F1: not available: old has no readable" in dry.output
+    assert dry.exit_code == 0 and "not available" not in dry.output, dry.output
+    found = EXPECTED.search(dry.output)
+    val_f1 = json.loads((runs / "old" / "metrics.json").read_text())["val_f1"]
+    assert found and abs(float(found.group(1)) - val_f1) < 1e-3, (dry.output, val_f1, saved[:80])
+    assert not (runs / "old" / VAL_PREDICTIONS).exists()  # a dry run writes nothing
     done = _submit(runs, subs, "--attempt", "1")
     assert done.exit_code == 0, done.output
     assert EXPECTED.search(done.output) and "expected_test_f1" in led.read_ledger(subs)[0]

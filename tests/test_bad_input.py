@@ -328,7 +328,7 @@ def test_predict_on_a_mixed_folder(tiny_run: Path, tmp_path: Path, monkeypatch: 
     assert "warning: 1 non-audio files skipped" in result.stderr
     assert "warning: 2 unreadable recordings skipped" in result.stderr
     rows = csv_rows(out)
-    assert rows[0] == ["file", "digit", "probability"]
+    assert rows[0] == ["file", "digit", "probability", "note"]
     names = [r[0] for r in rows[1:]]
     assert sorted(names) == sorted(
         ["mixed/3_enf2_0.wav", "mixed/stereo24.wav", "mixed/sub/" + WEIRD.replace("\n", "\\n")]

@@ -20,13 +20,13 @@ from tune_digits.config import load_config, to_flat
 from tune_digits.features import spectrogram_shape
 from tune_digits.inference import (
     Prediction,
-    SplitEvaluation,
     build_model,
     write_prediction_csv,
     write_submission,
 )
 from tune_digits.run_folder import Predictions, write_predictions
 from tune_digits.safe_csv import csv_safe_cell
+from tune_digits.scoring import SplitEvaluation
 
 SCRIPT = "<script>document.title='pwned'</script>"
 FORMULAS = ["=1+2", "+SUM(A1)", "-2+3+cmd|' /C calc'!A0", "@SUM(1)", "\t=1", "\r=1"]
@@ -112,7 +112,7 @@ def test_submission_and_prediction_csvs_quote_formula_names(tmp_path: Path) -> N
     assert ids[-1] == "ok.wav"
     preds = [Prediction(str(tmp_path / "=1+2.wav"), 1, 0.5)]
     write_prediction_csv(tmp_path / "out.csv", preds)
-    assert read_rows(tmp_path / "out.csv")[1] == ["'=1+2.wav", "1", "0.500000"]
+    assert read_rows(tmp_path / "out.csv")[1] == ["'=1+2.wav", "1", "0.500000", ""]  # file, digit, probability, note
 
 
 def test_predictions_csv_of_submit_and_of_train_quote_formula_names(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tune_digits.cli import app
 from tune_digits.errors import ConfigError
-from tune_digits.run import clean_partials
+from tune_digits.run import OWNER_LOCK, clean_partials
 from tune_digits.space import MAX_SAMPLES, SearchSettings
 
 runner = CliRunner()
@@ -57,6 +57,36 @@ def test_partial_folders_of_killed_runs_are_removed_and_said(tmp_path: Path) -> 
     with pytest.warns(UserWarning, match=r"removed 1 unfinished run folder"):
         assert clean_partials(tmp_path) == 1
     assert not old.exists() and live.is_dir() and keep.is_dir()
+
+
+def test_a_running_trains_folder_is_kept_however_long_its_epoch(tmp_path: Path) -> None:
+    """A run that started before this process and has not written for an hour still holds its lock."""
+    live = _partial(tmp_path, "slow-epochs", age=3600)
+    dead = _partial(tmp_path, "killed", age=3600)
+    (dead / OWNER_LOCK).write_text("", encoding="utf-8")  # its owner died: nobody holds the lock
+    owner = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(live / OWNER_LOCK)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "locked"
+        with pytest.warns(UserWarning, match=r"removed 1 unfinished run folder"):
+            assert clean_partials(tmp_path) == 1
+        assert live.is_dir() and not dead.exists()
+    finally:
+        owner.kill()
+        owner.wait()
+    with pytest.warns(UserWarning, match=r"removed 1 unfinished run folder"):  # the owner is gone now
+        assert clean_partials(tmp_path) == 1
+    assert not live.exists()
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "w")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(600)
+"""
 
 
 @pytest.mark.slow

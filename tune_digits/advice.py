@@ -55,9 +55,17 @@ def _previous_predictions(previous: dict[str, Any], submissions: Path) -> dict[s
     return found
 
 
-def advise(run_folder: Path, previous: dict[str, Any] | None, submissions: Path) -> Advice:
-    """The figures for a pick in ``run_folder`` against the ``previous`` ledger line (None: the first)."""
-    mine = read_val_predictions(run_folder)
+def advise(
+    run_folder: Path,
+    previous: dict[str, Any] | None,
+    submissions: Path,
+    scored: dict[str, tuple[int, int]] | None = None,
+) -> Advice:
+    """The figures for a pick in ``run_folder`` against the ``previous`` ledger line (None: the first).
+
+    ``scored`` stands in for the folder's ``val_predictions.csv`` when the folder keeps none.
+    """
+    mine = read_val_predictions(run_folder) or scored
     if not mine:
         why = f"{run_folder.name} has no readable {VAL_PREDICTIONS} (a run written before it was saved)"
         return Advice([f"expected test macro-F1: not available: {why}"], {})

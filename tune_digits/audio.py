@@ -9,6 +9,11 @@ Only the frames the window keeps are decoded (plus the resampler's reach on both
 clip of any length costs the memory of ``num_samples`` output samples, and the result equals
 resampling the whole clip and then cropping it, up to float rounding.
 
+With ``trim`` (``audio.trim``), a clip longer than the window is cropped around its word instead
+of its centre: :mod:`tune_digits.vad` finds the word on levels measured block by block over the whole
+file at its own rate (bounded memory), and only the window around the word is decoded and resampled.
+:func:`load_clip` also returns the word found (None: no word heard).
+
 Samples must be finite and at most :data:`MAX_ABS_SAMPLE` in magnitude: PCM decodes to [-1, 1],
 float files may overshoot a little, and float files written from 16-bit integers without scaling
 reach 32768. Larger values come from a broken file, and from about 1e16 on the power spectrum
@@ -18,6 +23,7 @@ overflows float32 and the features become NaN.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +31,13 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from tune_digits import vad
 from tune_digits.errors import DataError
 
 MAX_ABS_SAMPLE = 1e5
 _FIX = "re-export it as a WAV file or remove it from the data folder"
 _BATCH_SAMPLES = 1 << 22  # input samples per resampling call: bounds the zero padding of a batch
+_LEVEL_SAMPLES = 1 << 19  # input frames per block when a whole file's word is located
 
 
 class AudioReadError(DataError):
@@ -52,43 +60,87 @@ def _resampler(orig_sr: int, target_sr: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(orig_sr, target_sr)
 
 
-def _window(frames: int, orig_sr: int, target_sr: int, num_samples: int) -> tuple[int, int, int | None]:
+def _crop_start(length: int, num_samples: int, centre: float | None) -> int:
+    """First sample of the window in a clip of ``length``: its centre, or ``centre`` kept inside the clip."""
+    if centre is None:
+        return (length - num_samples) // 2  # as fit_length crops
+    return min(max(round(centre) - num_samples // 2, 0), length - num_samples)
+
+
+def _window(
+    frames: int, orig_sr: int, target_sr: int, num_samples: int, centre: float | None = None
+) -> tuple[int, int, int | None]:
     """Which input frames the front end needs: ``(first, stop, skip)``.
 
     ``skip`` is None when the whole clip fits the window (it is padded); otherwise the window
     starts ``skip`` samples into the resampled frames ``[first, stop)``. ``first`` is a multiple of
-    the resampler's input stride, so the cropped clip resamples onto the same sample grid.
+    the resampler's input stride, so the cropped clip resamples onto the same sample grid. The window
+    is centred on the clip, or on input frame ``centre`` as far as the clip allows.
     """
     if orig_sr == target_sr:
         if frames <= num_samples:
             return 0, frames, None
-        start = (frames - num_samples) // 2  # as fit_length crops
+        start = _crop_start(frames, num_samples, centre)
         return start, start + num_samples, 0
     length = -(-frames * target_sr // orig_sr)  # the resampled length of the whole clip
     if length <= num_samples:
         return 0, frames, None
     res = _resampler(orig_sr, target_sr)
     stride, step = orig_sr // res.gcd, target_sr // res.gcd  # input frames per block, output samples per block
-    out_start = (length - num_samples) // 2
+    out_start = _crop_start(length, num_samples, None if centre is None else centre * target_sr / orig_sr)
     block = max(0, out_start // step - -(-res.width // stride))
     last = (out_start + num_samples - 1) // step
     stop = min(frames, (last + 1) * stride + res.width)
     return block * stride, stop, out_start - block * step
 
 
-def _decode(path: Path, target: tuple[int, int] | None) -> tuple[np.ndarray, int, int | None]:
-    """Decode ``path`` (all of it, or the part ``target = (sample_rate, num_samples)`` keeps) to mono."""
+def _file_word(path: Path, fh: sf.SoundFile, frames: int, orig_sr: int, max_word_s: float) -> vad.Word | None:
+    """The word of an open file, its levels measured block by block (memory bounded by _LEVEL_SAMPLES)."""
+    hop, frame = vad.frame_sizes(orig_sr)
+    total = vad.frame_count(frames, orig_sr)
+    per = max(1, _LEVEL_SAMPLES // hop)
+    levels = []
+    for first in range(0, total, per):
+        count = min(per, total - first)
+        fh.seek(first * hop)
+        data = fh.read(min(count * hop + frame - hop, frames - first * hop), dtype="float32", always_2d=True)
+        levels.append(vad.band_levels(_mono(path, data), orig_sr, count))
+    word = vad.find_word(np.concatenate(levels), hop / orig_sr, max_word_s)
+    return None if word is None else replace(word, clip_s=frames / orig_sr)
+
+
+def _decode(
+    path: Path, target: tuple[int, int] | None, trim: bool = False, locate: bool = False
+) -> tuple[np.ndarray, int, int | None, vad.Word | None]:
+    """Decode ``path`` (all of it, or the part ``target = (sample_rate, num_samples)`` keeps) to mono.
+
+    With ``trim``, a clip longer than the window keeps the window around its word; with ``locate`` the
+    word is returned (found on the whole file when trimming, else on the part decoded).
+    """
     if not path.is_file():
         raise AudioReadError(path, "file not found; check the data folder")
+    word = None
     try:
         with sf.SoundFile(path) as fh:
             orig_sr, frames = int(fh.samplerate), int(fh.frames)
             first, stop, skip = _window(frames, orig_sr, *target) if target else (0, frames, None)
-            if first:
-                fh.seek(first)
+            if target and trim and skip is not None:
+                word = _file_word(path, fh, frames, orig_sr, min(vad.MAX_WORD_S, target[1] / target[0]))
+                if word is not None:
+                    first, stop, skip = _window(frames, orig_sr, *target, centre=word.centre_s * orig_sr)
+            fh.seek(first)
             data = fh.read(stop - first, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, EOFError) as exc:
         raise AudioReadError(path, _decode_reason(exc)) from None
+    wave = _mono(path, data)
+    if locate and not (target and trim and skip is not None):
+        word = vad.locate(wave, orig_sr)
+        word = None if word is None else replace(word, clip_s=frames / orig_sr)  # found in the part decoded
+    return wave, orig_sr, skip, word
+
+
+def _mono(path: Path, data: np.ndarray) -> np.ndarray:
+    """(S, C) decoded frames -> (S,) float32 mono, checked: not empty, finite, not far outside [-1, 1]."""
     if data.shape[0] == 0:
         raise AudioReadError(path, f"has no samples; {_FIX}")
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -99,7 +151,7 @@ def _decode(path: Path, target: tuple[int, int] | None) -> tuple[np.ndarray, int
         raise AudioReadError(
             path, f"has samples up to {peak:.3g}, far outside [-1, 1] (at most {MAX_ABS_SAMPLE:g} is read); {_FIX}"
         )
-    return np.ascontiguousarray(wave, dtype=np.float32), orig_sr, skip
+    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -109,7 +161,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     Raises :class:`AudioReadError` for a missing, empty, truncated or unreadable file, and for
     non-finite samples or samples beyond :data:`MAX_ABS_SAMPLE`.
     """
-    wave, sample_rate, _ = _decode(Path(path), None)
+    wave, sample_rate, _, _ = _decode(Path(path), None)
     return wave, sample_rate
 
 
@@ -152,10 +204,20 @@ def _place(resampled: np.ndarray, skip: int | None, num_samples: int) -> np.ndar
     return fit_length(resampled if skip is None else resampled[skip : skip + num_samples], num_samples)
 
 
-def load_audio(path: str | Path, sample_rate: int, num_samples: int) -> np.ndarray:
-    """Read, resample to ``sample_rate`` and centre in ``num_samples``: a ``(num_samples,)`` float32 wave."""
-    wave, orig_sr, skip = _decode(Path(path), (sample_rate, num_samples))
-    return _place(resample(wave, orig_sr, sample_rate), skip, num_samples)
+def load_audio(path: str | Path, sample_rate: int, num_samples: int, trim: bool = False) -> np.ndarray:
+    """Read, resample to ``sample_rate`` and centre in ``num_samples``: a ``(num_samples,)`` float32 wave.
+
+    With ``trim`` a longer clip is cropped around its word rather than its centre.
+    """
+    return load_clip(path, sample_rate, num_samples, trim)[0]
+
+
+def load_clip(
+    path: str | Path, sample_rate: int, num_samples: int, trim: bool = False
+) -> tuple[np.ndarray, vad.Word | None]:
+    """:func:`load_audio` and the word found in the recording (None when none is heard)."""
+    wave, orig_sr, skip, word = _decode(Path(path), (sample_rate, num_samples), trim, locate=True)
+    return _place(resample(wave, orig_sr, sample_rate), skip, num_samples), word
 
 
 def _batches(items: list[tuple[int, np.ndarray, int | None]]) -> list[list[tuple[int, np.ndarray, int | None]]]:
@@ -170,7 +232,7 @@ def _batches(items: list[tuple[int, np.ndarray, int | None]]) -> list[list[tuple
 
 
 def load_audio_batch(
-    paths: list[str | Path], sample_rate: int, num_samples: int
+    paths: list[str | Path], sample_rate: int, num_samples: int, trim: bool = False
 ) -> tuple[np.ndarray, list[tuple[int, AudioReadError]]]:
     """:func:`load_audio` for many files: ``(waves (N, num_samples), [(index, error), ...])``.
 
@@ -184,7 +246,7 @@ def load_audio_batch(
     by_rate: dict[int, list[tuple[int, np.ndarray, int | None]]] = {}
     for i, path in enumerate(paths):
         try:
-            wave, orig_sr, skip = _decode(Path(path), (sample_rate, num_samples))
+            wave, orig_sr, skip, _ = _decode(Path(path), (sample_rate, num_samples), trim)
         except AudioReadError as exc:
             bad.append((i, exc))
             continue

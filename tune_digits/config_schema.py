@@ -44,6 +44,7 @@ class DataConfig:
 class AudioConfig:
     sample_rate: int = 8000  # Hz, as Becker et al.; AudioMNIST's 48 kHz is resampled
     duration: float = 1.0  # seconds; clips are centred, zero-padded or cropped
+    trim: bool = True  # a clip longer than the window is cropped around its word (tune_digits/vad.py)
 
     def __post_init__(self) -> None:
         _check(1000 <= self.sample_rate <= 96000, "audio.sample_rate", "must be in [1000, 96000] Hz", self.sample_rate)
@@ -64,9 +65,11 @@ class FeatureConfig:
     f_max: float = 4000.0  # Nyquist at 8 kHz
     top_db: float = 80.0
     normalize: str = "utterance"  # utterance | corpus | none
+    frontend: str = "logmel"  # logmel | pcen (per-channel energy normalisation of the mel power, in dB)
 
     def __post_init__(self) -> None:
         _check(self.variant in ("raw", "bilateral"), "features.variant", "must be raw or bilateral", self.variant)
+        _check(self.frontend in ("logmel", "pcen"), "features.frontend", "must be logmel or pcen", self.frontend)
         _check(self.n_fft >= 16, "features.n_fft", "must be >= 16", self.n_fft)
         _check(1 <= self.hop_length <= self.n_fft, "features.hop_length", "must be in [1, n_fft]", self.hop_length)
         _check(4 <= self.n_mels <= 256, "features.n_mels", "must be in [4, 256]", self.n_mels)
@@ -109,8 +112,18 @@ class AugmentConfig:
     noise_prob: float = 0.0  # share of items that get additive noise (in linear power) ...
     noise_snr_low: float = 10.0  # ... at an SNR drawn from U[low, high] dB (mean power over the clip)
     noise_snr_high: float = 30.0
+    # Real noise and microphones on the waveform, drawn anew every epoch (tune_digits/noise.py); "" = off.
+    noise_dir: str = ""  # folder of noise recordings; training uses the first 70 % of each file
+    noise_share: float = 0.5  # share of each training batch that gets noise (the rest stays clean)
+    noise_min_snr: float = 0.0  # SNR drawn from U[min, max] dB (speech power over its samples)
+    noise_max_snr: float = 20.0
+    noise_offset: float = 0.25  # the word moved by up to this fraction of the window, either way
+    noise_rumble: float = 0.2  # share of noisy items that also get rumble below 100 Hz (-10..+10 dB)
+    noise_telephone: float = 0.2  # share of noisy items band-limited to 300-3400 Hz
+    noise_gain_db: float = 30.0  # noisy items scaled by U[-g, 0] dB
 
     def __post_init__(self) -> None:
+        self._check_real_noise()
         for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
             _check(getattr(self, key) >= 0, f"augment.{key}", "must be >= 0", getattr(self, key))
         _check(0.0 <= self.time_shift <= 0.5, "augment.time_shift", "must be in [0, 0.5]", self.time_shift)
@@ -124,6 +137,18 @@ class AugmentConfig:
             "augment.noise_snr_low",
             "must satisfy -20 <= noise_snr_low <= noise_snr_high <= 80 dB",
             (self.noise_snr_low, self.noise_snr_high),
+        )
+
+    def _check_real_noise(self) -> None:
+        for key in ("noise_share", "noise_rumble", "noise_telephone"):
+            _check(0.0 <= getattr(self, key) <= 1.0, f"augment.{key}", "must be in [0, 1]", getattr(self, key))
+        _check(0.0 <= self.noise_offset <= 0.5, "augment.noise_offset", "must be in [0, 0.5]", self.noise_offset)
+        _check(0.0 <= self.noise_gain_db <= 60.0, "augment.noise_gain_db", "must be in [0, 60] dB", self.noise_gain_db)
+        _check(
+            -20.0 <= self.noise_min_snr <= self.noise_max_snr <= 80.0,
+            "augment.noise_min_snr",
+            "must satisfy -20 <= noise_min_snr <= noise_max_snr <= 80 dB",
+            (self.noise_min_snr, self.noise_max_snr),
         )
 
 

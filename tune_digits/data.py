@@ -127,7 +127,7 @@ def _load_chunk(paths: list[str], audio: AudioConfig, feat: FeatureConfig, bil: 
     from tune_digits.audio import load_audio_batch
     from tune_digits.features import features_from_waves
 
-    waves, errors = load_audio_batch(paths, audio.sample_rate, audio.num_samples)
+    waves, errors = load_audio_batch(paths, audio.sample_rate, audio.num_samples, audio.trim)
     if errors and strict:
         raise DataError(f"unreadable recording {errors[0][1]} (data.strict is on; drop --strict to skip it)")
     bad = [(i, str(exc)) for i, exc in errors]

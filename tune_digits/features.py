@@ -2,7 +2,7 @@
 
 Pure functions. The pipeline is
 
-    waves (N, S) float32 --log_mel--> (N, F, T) dB --bilateral (variant "bilateral")--> (N, F, T) dB
+    waves (N, S) float32 --log_mel (or pcen_db)--> (N, F, T) dB --bilateral (variant "bilateral")--> (N, F, T) dB
     --features_from_waves--> float16 cache --normalize_batch (per batch, any device)--> (B, 1, F, T) float32
 
 with ``F = n_mels`` and ``T = 1 + S // hop_length`` (centred STFT frames).
@@ -11,6 +11,7 @@ with ``F = n_mels`` and ``T = 1 + S // hop_length`` (centred STFT frames).
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -54,6 +55,35 @@ def log_mel(waves: torch.Tensor, sample_rate: int, cfg: FeatureConfig) -> torch.
     db = 10.0 * torch.log10(torch.clamp(power, min=_AMIN))
     floor = db.amax(dim=(-2, -1), keepdim=True) - cfg.top_db
     return torch.maximum(db, floor)
+
+
+PCEN_TIME_CONSTANT_S = 0.4  # the smoother's time constant (librosa's default)
+PCEN_ALPHA, PCEN_DELTA, PCEN_R = 0.98, 2.0, 0.5  # gain exponent, bias, root (Wang et al. 2017)
+_PCEN_SCALE = float(2**31)  # power of [-1, 1] audio scaled as 32-bit integer audio, where the constants hold
+
+
+def pcen_db(waves: torch.Tensor, sample_rate: int, cfg: FeatureConfig) -> torch.Tensor:
+    """Per-channel energy normalisation of the mel power, in dB: the same shapes as :func:`log_mel`.
+
+    ``PCEN = (E / (eps + M)^alpha + delta)^r - delta^r`` with ``M`` a first-order smoother of the mel
+    power ``E`` along time (each band's own automatic gain control: steady noise and the channel's
+    gain divide out), then ``10 log10`` so that the dB-stage augmentation applies as it does to log-mel.
+    """
+    mel = _mel_transform(sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.f_min, cfg.f_max, str(waves.device))
+    power = mel(waves.float()) * _PCEN_SCALE  # (N, F, T)
+    frames = PCEN_TIME_CONSTANT_S * sample_rate / cfg.hop_length
+    s = (math.sqrt(1 + 4 * frames**2) - 1) / (2 * frames**2)
+    smooth = torch.empty_like(power)
+    smooth[..., 0] = power[..., 0]
+    for t in range(1, power.shape[-1]):
+        smooth[..., t] = (1 - s) * smooth[..., t - 1] + s * power[..., t]
+    out = (power / (1e-6 + smooth) ** PCEN_ALPHA + PCEN_DELTA) ** PCEN_R - PCEN_DELTA**PCEN_R
+    return 10.0 * torch.log10(torch.clamp(out, min=_AMIN))
+
+
+def spectrogram(waves: torch.Tensor, sample_rate: int, cfg: FeatureConfig) -> torch.Tensor:
+    """(N, S) waves -> (N, n_mels, T) in dB: :func:`log_mel` or :func:`pcen_db` as ``features.frontend`` says."""
+    return pcen_db(waves, sample_rate, cfg) if cfg.frontend == "pcen" else log_mel(waves, sample_rate, cfg)
 
 
 def bilateral(spec_db: np.ndarray, cfg: BilateralConfig) -> np.ndarray:
@@ -116,7 +146,7 @@ def features_from_waves(waves: np.ndarray, sample_rate: int, feat: FeatureConfig
     with torch.inference_mode():
         for start in range(0, n, _CHUNK):
             chunk = torch.from_numpy(np.ascontiguousarray(waves[start : start + _CHUNK], dtype=np.float32))
-            spec = log_mel(chunk, sample_rate, feat).numpy()
+            spec = spectrogram(chunk, sample_rate, feat).numpy()
             if feat.variant == "bilateral":
                 spec = bilateral(spec, bil)
             out[start : start + len(spec)] = spec

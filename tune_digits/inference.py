@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from tune_digits.audio import AudioReadError, load_audio
+from tune_digits import vad
+from tune_digits.audio import AudioReadError, load_clip
+from tune_digits.calibration import apply_temperature
 from tune_digits.checkpoint import load_checkpoint
 from tune_digits.config import Config, from_saved
 from tune_digits.errors import UserError
 from tune_digits.features import bilateral, features_from_waves, normalize_batch, spectrogram_shape
 from tune_digits.models import model_from_config
-from tune_digits.run_folder import Predictions, model_file, split_digest, write_csv
+from tune_digits.run_folder import model_file, write_csv
 from tune_digits.safe_csv import csv_name
 from tune_digits.train import predict_proba
 
@@ -51,12 +53,18 @@ class LoadedModel:
     metrics: dict[str, Any]
     path: Path  # the model.pt it came from
 
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor fitted on validation (1 for runs saved before calibration)."""
+        return float(self.metrics.get("temperature") or 1.0)
+
 
 @dataclass(frozen=True)
 class Prediction:
     file: str
     digit: int
     probability: float
+    heard: bool = True  # False: no word found (near silence or noise only), see tune_digits/vad.py
 
 
 def build_model(cfg: Config, input_shape: tuple[int, int, int]) -> nn.Module:
@@ -129,16 +137,22 @@ def relative_name(path: str | Path, inputs: Sequence[str | Path] = (), cwd: str 
     return csv_name(where.name)
 
 
-def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[Path], list[str]]:
+def featurize(
+    paths: list[str | Path], cfg: Config, words: list[Any] | None = None
+) -> tuple[torch.Tensor, list[Path], list[str]]:
     """Log-mel images of ``paths`` as ``cfg`` makes them: ``(x, ok_paths, errors)``.
 
     ``x`` is (N, 1, F, T) float32 holding float16-rounded dB values, one row per path in
-    ``ok_paths``; a recording that cannot be decoded goes to ``errors`` (one line each).
+    ``ok_paths``; a recording that cannot be decoded goes to ``errors`` (one line each). ``words``,
+    when given, receives the word found in each readable recording (:class:`tune_digits.vad.Word` or None).
     """
     waves, ok, errors = [], [], []
     for p in map(Path, paths):
         try:
-            waves.append(load_audio(p, cfg.audio.sample_rate, cfg.audio.num_samples))
+            wave, word = load_clip(p, cfg.audio.sample_rate, cfg.audio.num_samples, cfg.audio.trim)
+            waves.append(wave)
+            if words is not None:
+                words.append(word)
             ok.append(p)
         except AudioReadError as exc:
             errors.append(str(exc))
@@ -153,12 +167,13 @@ def featurize(paths: list[str | Path], cfg: Config) -> tuple[torch.Tensor, list[
 
 
 def ensemble_proba(
-    models: Sequence[LoadedModel], paths: list[str | Path]
+    models: Sequence[LoadedModel], paths: list[str | Path], words: list[Any] | None = None
 ) -> tuple[torch.Tensor, list[Path], list[str]]:
     """The mean of the models' class probabilities for ``paths``: ``(proba (N, 10), ok_paths, errors)``.
 
     Each model sees the recordings as its own config featurises them (LeNet-5 on 40 x 63 and a
     timm model on 64 x 126 images can be averaged); recordings that share a config are decoded once.
+    ``words`` receives the word found in each readable recording, as the first model's config reads it.
     """
     if not models:
         raise ValueError("ensemble_proba needs at least one model")
@@ -169,7 +184,8 @@ def ensemble_proba(
         cfg = loaded.cfg
         key = repr((cfg.audio, cfg.features, cfg.bilateral if cfg.features.variant == "bilateral" else None))
         if key not in cached:
-            cached[key] = featurize(paths, cfg)
+            first = words is not None and not cached
+            cached[key] = featurize(paths, cfg, words) if first else featurize(paths, cfg)
         x, ok, errors = cached[key]
         first_ok = ok if first_ok is None else first_ok
         if ok != first_ok:
@@ -179,6 +195,7 @@ def ensemble_proba(
         if len(x) and tuple(x.shape[1:]) != tuple(loaded.input_shape):
             raise UserError(f"features of shape {tuple(x.shape[1:])} do not fit {loaded.path}'s {loaded.input_shape}")
         proba = predict_proba(loaded.model, x, cfg.features.normalize, loaded.norm).cpu()
+        proba = apply_temperature(proba, loaded.temperature)  # fitted on validation
         broken = (~torch.isfinite(proba).all(dim=1)).nonzero().flatten().tolist()
         if broken:
             raise UserError(
@@ -199,14 +216,18 @@ def predict_files(
     (a warning each when ``errors`` is None).
     """
     models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
-    proba, ok, bad = ensemble_proba(models, paths)
+    words: list[Any] = []
+    proba, ok, bad = ensemble_proba(models, paths, words)
     if errors is not None:
         errors.extend(bad)
     else:
         for line in bad:
             warnings.warn(f"skipped unreadable recording {line}", stacklevel=2)
     best = proba.max(dim=1)
-    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(ok, best.indices, best.values, strict=True)]
+    window_s = models[0].cfg.audio.duration
+    heard = [vad.heard(w, window_s) for w in words] if len(words) == len(ok) else [True] * len(ok)
+    rows = zip(ok, best.indices, best.values, heard, strict=True)
+    return [Prediction(str(p), int(d), float(q), h) for p, d, q, h in rows]
 
 
 class _Probabilities(nn.Module):
@@ -285,67 +306,6 @@ def export_onnx(loaded: LoadedModel, path: Path, samples: torch.Tensor | None = 
     return gap
 
 
-@dataclass
-class SplitEvaluation:
-    """A model scored on the validation and test parts of a saved split."""
-
-    val: dict[str, Any]  # train.evaluate output: f1, accuracy, loss, per_class_f1, confusion_matrix, predictions
-    test: dict[str, Any]
-    test_files: list[str]  # relative to data_root, in the order of test["predictions"]
-    test_labels: list[int]
-    data_root: Path
-    samples: torch.Tensor  # up to 4 test images (dB), e.g. to check an ONNX export
-    device: str  # where it was scored: cpu or cuda
-    val_files: list[str] = field(default_factory=list)  # in the order of val["predictions"]
-    val_labels: list[int] = field(default_factory=list)
-
-    def predictions(self, part: str = "test") -> Predictions:
-        """The test (or val) split's predictions, as a run folder's ``predictions.csv`` holds them."""
-        if part == "val":
-            return Predictions(self.val_files, self.val_labels, self.val["predictions"], self.val["probabilities"])
-        return Predictions(self.test_files, self.test_labels, self.test["predictions"], self.test["probabilities"])
-
-
-def evaluate_split(
-    loaded: LoadedModel, data_root: str | Path, split_file: str | Path, digest: str | None = None
-) -> SplitEvaluation:
-    """Re-scan ``data_root``, load ``split_file`` and score ``loaded`` on its val and test parts.
-
-    ``digest`` (a run.json ``split_digest``), when given, must match the split file.
-    """
-    from tune_digits.corpus import load_split, scan
-    from tune_digits.data import build_features, to_device
-    from tune_digits.train import evaluate
-
-    root = Path(data_root)
-    if not root.is_dir():
-        raise UserError(f"data folder {root} not found; pass --data with the corpus the run was trained on")
-    catalog = scan(root)
-    split = load_split(catalog, Path(split_file))
-    if digest and split_digest(split) != digest:
-        raise UserError(f"{split_file} does not match its run.json (split_digest {digest}); the run was changed")
-    cfg = loaded.cfg
-    fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, progress=False)
-    if tuple(fs.shape) != tuple(loaded.input_shape):
-        raise UserError(f"features of {root} have shape {fs.shape}, the model expects {loaded.input_shape}")
-    device = next(loaded.model.parameters()).device
-    scores = {}
-    for part in ("val", "test"):
-        found = fs.rows(getattr(split, part))
-        if not len(found):
-            raise UserError(f"none of the {part} recordings of {split_file} can be read from {root}")
-        x, y = to_device(fs, found, device)
-        scores[part] = evaluate(loaded.model, x, y, cfg.features.normalize, loaded.norm)
-    rows = np.sort(fs.rows(split.test))
-    samples = torch.from_numpy(np.asarray(fs.x[rows[:4]], dtype=np.float32))
-    files, labels = [fs.files[r] for r in rows], fs.labels[rows].tolist()
-    val_rows = np.sort(fs.rows(split.val))
-    val_files, val_labels = [fs.files[r] for r in val_rows], fs.labels[val_rows].tolist()
-    return SplitEvaluation(
-        scores["val"], scores["test"], files, labels, root, samples, device.type, val_files, val_labels
-    )
-
-
 def predict_folder(loaded: LoadedModel, folder: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
     """``(id, digit)`` for every readable *.wav under ``folder`` (id: the path relative to it) and warnings."""
     folder = Path(folder)
@@ -370,7 +330,17 @@ def write_submission(path: Path, rows: list[tuple[str, int]]) -> None:
     write_csv(path, ["id", "label"], ([csv_name(i), label] for i, label in rows))
 
 
-def write_prediction_csv(path: Path, preds: list[Prediction]) -> None:
-    """``file,digit,probability`` per prediction; file names made relative (:func:`relative_name`)."""
-    cells = ([relative_name(p.file), p.digit, f"{p.probability:.6f}"] for p in preds)
-    write_csv(path, ["file", "digit", "probability"], cells)
+def prediction_note(pred: Prediction, min_confidence: float = 0.0) -> str:
+    """``no digit heard`` (no word found), ``low confidence`` (probability under ``min_confidence``) or ""."""
+    if not pred.heard:
+        return "no digit heard"
+    return "low confidence" if pred.probability < min_confidence else ""
+
+
+def write_prediction_csv(path: Path, preds: list[Prediction], min_confidence: float = 0.0) -> None:
+    """``file,digit,probability,note`` per prediction (digit empty when none is heard); names relative."""
+    cells = (
+        [relative_name(p.file), p.digit if p.heard else "", f"{p.probability:.6f}", prediction_note(p, min_confidence)]
+        for p in preds
+    )
+    write_csv(path, ["file", "digit", "probability", "note"], cells)

@@ -25,12 +25,21 @@ def check_out_csv(out_csv: Path | None) -> None:
 
 
 def predict_inputs(
-    inputs: list[Path], model_paths: list[Path], out_csv: Path | None, say: Callable[[str], None]
+    inputs: list[Path],
+    model_paths: list[Path],
+    out_csv: Path | None,
+    say: Callable[[str], None],
+    min_confidence: float = 0.5,
 ) -> Predictions:
-    """Predict every recording under ``inputs`` with the mean of the models; warnings go to ``say``."""
+    """Predict every recording under ``inputs`` with the mean of the models; warnings go to ``say``.
+
+    A prediction below ``min_confidence`` (calibrated probability) is noted as low confidence in the CSV.
+    """
     from tune_digits.inference import collect_audio, load_model, predict_files, relative_name, write_prediction_csv
 
     check_out_csv(out_csv)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise UserError(f"--min-confidence {min_confidence}: must be in [0, 1], e.g. 0.5")
     models = [load_model(m) for m in model_paths]
     audio, other = collect_audio(list(inputs))
     if other:
@@ -44,7 +53,7 @@ def predict_inputs(
     preds = [replace(p, file=relative_name(p.file, inputs)) for p in preds]
     if out_csv is not None:
         try:
-            write_prediction_csv(out_csv, preds)
+            write_prediction_csv(out_csv, preds, min_confidence)
         except OSError as exc:
             raise UserError(f"--out {out_csv} cannot be written ({exc.strerror or exc})") from None
     return Predictions(models, preds, out_csv)

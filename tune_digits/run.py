@@ -22,20 +22,59 @@ from tune_digits.run_folder import check_out_dir, split_digest, write_fit_run  #
 from tune_digits.train import FitResult, Prepared, fit, prepare
 
 _STARTED = time.time()  # this process imported the module no later than it began any run
+OWNER_LOCK = ".owner.lock"  # held (flock) by the run that builds a partial folder, for as long as it runs
+
+
+def _hold(folder: Path) -> Any:
+    """Lock ``folder/.owner.lock`` for this process; the kernel releases it when the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the modification-time rule alone decides
+        return None
+    handle = (folder / OWNER_LOCK).open("w")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _release(folder: Path, handle: Any) -> None:
+    if handle is not None:
+        (folder / OWNER_LOCK).unlink(missing_ok=True)
+        handle.close()
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """True while another process holds the folder's lock, False when it died, None when there is no lock."""
+    try:
+        import fcntl
+
+        handle = (folder / OWNER_LOCK).open("r")
+    except (ImportError, OSError):
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        return False
 
 
 def clean_partials(parent: Path) -> int:
     """Remove ``.NAME.partial-*`` folders that a killed run left in ``parent``; returns how many.
 
-    Only folders where nothing changed since this process started are removed: a run still in
-    progress in another process writes its history every epoch and keeps its folder.
+    A run in progress holds a lock in its folder, so its folder is kept however long an epoch
+    takes; a folder whose owner died is removed. A folder without the lock (made by an older
+    version, or on a system without flock) is removed only when nothing in it changed since this
+    process started.
     """
     removed = 0
     for folder in parent.glob(".*.partial-*"):
         if not folder.is_dir() or folder.is_symlink():
             continue
-        newest = max((p.lstat().st_mtime for p in folder.rglob("*")), default=folder.lstat().st_mtime)
-        if max(newest, folder.lstat().st_mtime) < _STARTED:
+        alive = _owner_alive(folder)
+        if alive is None:
+            newest = max((p.lstat().st_mtime for p in folder.rglob("*")), default=folder.lstat().st_mtime)
+            alive = max(newest, folder.lstat().st_mtime) >= _STARTED
+        if not alive:
             shutil.rmtree(folder, ignore_errors=True)
             removed += not folder.exists()
     if removed:
@@ -61,13 +100,15 @@ def train_run(
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out} ({exc.strerror or exc}); choose another --out") from None
     make_public(tmp)  # a run folder is as readable as any other
-    tracker = None
+    tracker = lock = None
     try:
+        lock = _hold(tmp)
         tracker = Tracker(tmp, mode=wandb, name=out.name, group="train", job_type="train", config=to_flat(cfg))
         result = _fit_with_progress(cfg, data, tracker, progress)
         tracker.summary(result.metrics(), result.test["confusion_matrix"])
         tracker.finish()
         write_fit_run(tmp, cfg, data, result)
+        _release(tmp, lock)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -75,6 +116,8 @@ def train_run(
         if tracker is not None:
             with contextlib.suppress(Exception):  # the run's own error matters more; the folder goes either way
                 tracker.finish()
+        with contextlib.suppress(OSError):
+            _release(tmp, lock)
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):  # a full disk, a folder that went away: nothing half-written is left
             raise UserError(f"run {out} not saved, nothing was written: {exc.strerror or exc}") from None

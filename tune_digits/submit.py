@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_digits.advice import VAL_PREDICTIONS, Advice, advise
+from tune_digits.advice import VAL_PREDICTIONS, Advice, advise, read_val_predictions
 from tune_digits.atomic import make_public
 from tune_digits.candidates import Candidate, Selection, choose, find_candidates
 from tune_digits.checkpoint import sha256_file
@@ -112,10 +112,27 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
         say(note)
-    plan.advice = advise(pick.folder, plan.previous, opts.submissions)
+    scored = None if read_val_predictions(pick.folder) else _scored_on_val(pick, opts.data, say)
+    plan.advice = advise(pick.folder, plan.previous, opts.submissions, scored)
     for line in plan.advice.lines:
         say(line)
     return plan
+
+
+def _scored_on_val(pick: Any, data: Path | None, say: Say) -> dict[str, tuple[int, int]] | None:
+    """``file -> (label, predicted)`` of the pick on validation, for a folder that keeps none (a search trial)."""
+    from tune_digits.inference import load_model
+    from tune_digits.scoring import evaluate_val
+
+    root = data or pick.run.get("data_root")
+    if root is None:
+        return None
+    try:
+        preds = evaluate_val(load_model(pick.folder), root, pick.split_file, pick.split_digest)
+    except UserError as exc:
+        say(f"note: {pick.name} could not be scored on validation for the advice: {exc}")
+        return None
+    return {f: (int(y), int(p)) for f, y, p in zip(preds.files, preds.labels, preds.predicted, strict=True)}
 
 
 def skip_unloadable(sel: Selection, say: Say = _quiet) -> Selection:
@@ -164,7 +181,8 @@ class SubmitResult:
 
 def submit(opts: SubmitOptions, say: Say = _quiet) -> SubmitResult:
     """Decide, score on test and write attempt ``opts.attempt`` (layout: ``tune_digits.ledger``)."""
-    from tune_digits.inference import check_onnx_available, evaluate_split, load_model, predict_folder
+    from tune_digits.inference import check_onnx_available, load_model, predict_folder
+    from tune_digits.scoring import evaluate_split
     from tune_digits.tracking import resolve_mode
 
     check_attempt_number(opts.attempt)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tune_digits import metrics
+from tune_digits import calibration, metrics
 from tune_digits.augment import SpecAugment
 from tune_digits.config import Config
 from tune_digits.corpus import Catalog, Split, make_split, scan, warn_thin_digits
@@ -27,6 +27,7 @@ from tune_digits.data import FeatureSet, build_features, corpus_stats, to_device
 from tune_digits.errors import ConfigError, DataError, UserError
 from tune_digits.features import normalize_batch
 from tune_digits.models import count_parameters, model_from_config, model_spec
+from tune_digits.noise import noisy_features
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
 
@@ -120,6 +121,7 @@ class FitResult:
     norm: tuple[float, float]
     device: str
     augmented_batches: int = 0  # training batches that went through SpecAugment
+    temperature: float = 1.0  # fitted on validation (tune_digits/calibration.py); predict divides logits by it
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json content."""
@@ -141,6 +143,10 @@ class FitResult:
             "norm": list(self.norm),
             "device": self.device,
             "augmented_batches": self.augmented_batches,
+            "temperature": round(self.temperature, 6),
+            "val_ece": self.val.get("ece"),
+            "test_ece": self.test.get("ece"),
+            "test_ece_uncalibrated": self.test.get("ece_uncalibrated"),
         }
 
 
@@ -160,6 +166,11 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device=auto")
     return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def _paths(data: Prepared, rows: np.ndarray) -> list[Path]:
+    """The recordings of ``rows`` in the order :func:`to_device` puts them."""
+    return [data.catalog.root / data.features.files[r] for r in np.sort(rows)]
 
 
 def _make_optimizer(cfg: Config, model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -204,30 +215,43 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict_proba(
+def predict_log_proba(
     model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
 ) -> torch.Tensor:
-    """Class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
+    """Log class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
         xb = normalize_batch(x[i : i + batch_size].to(device), mode, *norm)
         with _autocast(device):
-            out.append(model(xb).float().softmax(dim=1))
+            out.append(model(xb).float().log_softmax(dim=1))
     return torch.cat(out) if out else torch.zeros((0, 10))
 
 
+def predict_proba(
+    model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
+) -> torch.Tensor:
+    """Class probabilities (N, 10) for spectrograms ``x`` (N, 1, F, T) on the model's device."""
+    return predict_log_proba(model, x, mode, norm, batch_size).exp()
+
+
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float]
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, norm: tuple[float, float], temperature: float = 1.0
 ) -> dict[str, Any]:
-    """loss, accuracy, macro f1, per_class_f1, confusion_matrix, and the predictions."""
-    proba = predict_proba(model, x, mode, norm)
+    """loss, accuracy, macro f1, per_class_f1, confusion_matrix, ece, and the predictions.
+
+    Probabilities, loss and ``ece`` are at ``temperature`` (:mod:`tune_digits.calibration`);
+    ``ece_uncalibrated`` at 1.
+    """
+    log_proba = predict_log_proba(model, x, mode, norm).cpu()
+    proba = torch.softmax(log_proba / temperature, dim=1)
     y_cpu = y.cpu().numpy()
-    pred = proba.argmax(dim=1).cpu().numpy()
-    loss = float(nn.functional.nll_loss(proba.clamp_min(1e-12).log().cpu(), y.cpu()).item()) if len(y) else 0.0
+    pred = proba.argmax(dim=1).numpy()
+    loss = calibration.nll(log_proba, y.cpu(), temperature)
     out = metrics.summarize(y_cpu, pred)
-    out.update(loss=loss, predictions=pred.tolist(), probabilities=proba.max(dim=1).values.cpu().tolist())
+    out.update(loss=loss, predictions=pred.tolist(), probabilities=proba.max(dim=1).values.tolist())
+    out.update(ece=calibration.ece(proba, y.cpu()), ece_uncalibrated=calibration.ece(log_proba.exp(), y.cpu()))
     return out
 
 
@@ -248,6 +272,7 @@ class Trainer:
         if channels_last(m.name, m.channels, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = SpecAugment(cfg.augment, cfg.features).to(self.device)
+        self.noisy = noisy_features(cfg, _paths(data, data.rows["train"]), self.device)  # augment.noise_dir
         self.repeats = cfg.augment.repeats if cfg.augment.enabled else 1
         self.steps_per_epoch = self.repeats * math.ceil(len(self.x_train) / t.batch_size)
         self.opt, self.sched = _make_optimizer(cfg, self.model, t.epochs * self.steps_per_epoch)
@@ -267,7 +292,8 @@ class Trainer:
             perm = torch.randperm(len(self.x_train), generator=self.gen, device=self.device)
             for i in range(0, len(perm), bs):
                 idx = perm[i : i + bs]
-                loss = self._batch_loss(self.x_train[idx], self.y_train[idx])
+                xb = self.x_train[idx] if self.noisy is None else self.noisy(self.x_train[idx], idx, self.gen)
+                loss = self._batch_loss(xb, self.y_train[idx])
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr "
@@ -389,9 +415,11 @@ class Trainer:
         """Evaluate the best-validation weights on validation and test."""
         self.model.load_state_dict(self.best_state)
         mode, norm = self.cfg.features.normalize, self.data.norm
-        val = evaluate(self.model, self.x_val, self.y_val, mode, norm)
+        val_log_proba = predict_log_proba(self.model, self.x_val, mode, norm)
+        temperature = calibration.fit_temperature(val_log_proba, self.y_val, calibration.TRAIN_FLOOR)
+        val = evaluate(self.model, self.x_val, self.y_val, mode, norm, temperature)
         x_test, y_test = to_device(self.data.features, self.data.rows["test"], self.device)
-        test = evaluate(self.model, x_test, y_test, mode, norm)
+        test = evaluate(self.model, x_test, y_test, mode, norm, temperature)
         return FitResult(
             self.best_epoch,
             self.history,
@@ -404,6 +432,7 @@ class Trainer:
             self.data.norm,
             self.device.type,
             augmented_batches=self.augmented_batches,
+            temperature=temperature,
         )
 
 

@@ -189,15 +189,19 @@ def _delta(entry: dict[str, Any], prev: dict[str, Any] | None, key: str) -> str:
     return f"{entry[key] - prev[key]:+.3f}"
 
 
-def show_predictions(models: list[Any], preds: list[Any]) -> None:
-    """One row per recording: its file, the digit and its probability; the title names the model(s)."""
+def show_predictions(models: list[Any], preds: list[Any], min_confidence: float) -> None:
+    """One row per recording: its file, the digit, its probability and a note; the title names the model(s)."""
+    from tune_digits.inference import prediction_note
+
     title = " + ".join(f"{m.cfg.model.name} · {m.path}" for m in models)
     table = Table(title=title if len(models) == 1 else f"mean of {title}")
     table.add_column("file", overflow="fold")
     table.add_column("digit", justify="right")
     table.add_column("probability", justify="right")
+    table.add_column("note")
     for p in preds:
-        table.add_row(escape(p.file), str(p.digit), f"{p.probability:.4f}")
+        digit = "-" if not p.heard else str(p.digit)
+        table.add_row(escape(p.file), digit, f"{p.probability:.4f}", prediction_note(p, min_confidence))
     out.print(table)
 
 

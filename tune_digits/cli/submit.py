@@ -46,7 +46,14 @@ ModelsOpt = Annotated[
         "probabilities (an ensemble, e.g. a LeNet-5 and a Model B run).",
     ),
 ]
-OutCsvOpt = Annotated[Optional[Path], typer.Option("--out", help="Write file,digit,probability to this CSV.")]
+OutCsvOpt = Annotated[Optional[Path], typer.Option("--out", help="Write file,digit,probability,note to this CSV.")]
+MinConfidenceOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-confidence",
+        help="Mark predictions whose (calibrated) probability is below this as low confidence; 0 = never.",
+    ),
+]
 
 
 @app.command()
@@ -144,12 +151,17 @@ def _recover(submissions: Path) -> list[str]:
 
 @app.command()
 @user_errors
-def predict(inputs: InputsArg, model: ModelsOpt, out_csv: OutCsvOpt = None) -> None:
-    """Predict the digit spoken in each recording with a saved model (or the mean of several)."""
+def predict(
+    inputs: InputsArg, model: ModelsOpt, out_csv: OutCsvOpt = None, min_confidence: MinConfidenceOpt = 0.5
+) -> None:
+    """Predict the digit spoken in each recording with a saved model (or the mean of several).
+
+    A recording where no word is found (near silence, noise only) says "no digit heard" and has no digit.
+    """
     from tune_digits.predict import predict_inputs
 
-    result = predict_inputs(list(inputs), list(model), out_csv, say)
+    result = predict_inputs(list(inputs), list(model), out_csv, say, min_confidence)
     if result.csv is None:
-        show_predictions(result.models, result.rows)
+        show_predictions(result.models, result.rows, min_confidence)
     else:
         out.print(f"{len(result.rows)} predictions written to {result.csv}", highlight=False, soft_wrap=True)
