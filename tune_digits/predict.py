@@ -11,7 +11,7 @@ from tune_digits.errors import UserError
 
 
 @dataclass(frozen=True)
-class Predictions:
+class PredictResult:
     models: list[Any]  # the loaded models (inference.LoadedModel), in --model order
     rows: list[Any]  # one inference.Prediction per readable recording, file names relative to the inputs
     csv: Path | None = None  # where they were written, when --out was given
@@ -30,7 +30,7 @@ def predict_inputs(
     out_csv: Path | None,
     say: Callable[[str], None],
     min_confidence: float = 0.5,
-) -> Predictions:
+) -> PredictResult:
     """Predict every recording under ``inputs`` with the mean of the models; warnings go to ``say``.
 
     A prediction below ``min_confidence`` (calibrated probability) is noted as low confidence in the CSV.
@@ -56,4 +56,4 @@ def predict_inputs(
             write_prediction_csv(out_csv, preds, min_confidence)
         except OSError as exc:
             raise UserError(f"--out {out_csv} cannot be written ({exc.strerror or exc})") from None
-    return Predictions(models, preds, out_csv)
+    return PredictResult(models, preds, out_csv)
