@@ -264,7 +264,7 @@ def list_keys(space: SearchSpace) -> tuple[str, ...]:
 def decode(params: dict[str, Any], lists: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """Sampled params back to config values: the JSON strings of the ``lists`` keys back to lists.
 
-    The one decoder of trial settings: a trial (``tuning.trial_config``) and the search's results use it.
+    The one decoder of trial settings: every trial's config and its W&B config (``tuning.trial_settings``).
     """
     return {k: json.loads(v) if k in lists and isinstance(v, str) else v for k, v in params.items()}
 

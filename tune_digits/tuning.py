@@ -60,10 +60,6 @@ def trial_settings(ctx: TrialContext, params: dict[str, Any]) -> tuple[Config, d
     return cfg, labels
 
 
-def trial_config(ctx: TrialContext, params: dict[str, Any]) -> Config:
-    return trial_settings(ctx, params)[0]
-
-
 def _load_resume(checkpoint: Any) -> dict[str, Any] | None:
     if checkpoint is None:
         return None
@@ -151,7 +147,7 @@ class WandbTrials(Callback):
                 name=run_name(self.ctx, trial),
                 group=self.ctx.group,
                 job_type=f"model-{arm}" if arm else "search",
-                config=to_flat(trial_config(self.ctx, trial.config)),
+                config=to_flat(trial_settings(self.ctx, trial.config)[0]),
                 local=False,
             )
         return self.trackers[trial.trial_id]
