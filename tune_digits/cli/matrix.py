@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,8 +50,19 @@ def final_eight(
     if resume and not name:
         raise typer.BadParameter("--resume needs the --name of the comparison to continue")
     overrides = tuple(overrides_from_flags(data=data, split=split) + list(set_ or []))
-    opts = EightOptions(name or default_name(), storage, searches, model_a, model_b, overrides, seeds, epochs)
-    opts = replace(opts, wandb=wandb, address=address, resume=resume)
+    opts = EightOptions(
+        name or default_name(),
+        storage,
+        searches,
+        model_a=model_a,
+        model_b=model_b,
+        overrides=overrides,
+        seeds=seeds,
+        epochs=epochs,
+        wandb=wandb,
+        address=address,
+        resume=resume,
+    )
     try:
         folder = run_final_eight(opts)
     except KeyboardInterrupt:
