@@ -135,6 +135,28 @@ def ranking_table(selection: Any, top: int = 5) -> Table:
     return table
 
 
+def show_submissions(submissions: Path, report: Any) -> None:
+    """``submissions``: recovered lines, the attempts' table, earlier contests, attempts left, notes, problems."""
+    for line in report.recovered:
+        say(line)
+    entries = report.entries
+    table = submissions_table(submissions, entries)
+    one_split = len({(e.get("data_root"), e.get("split_digest")) for e in entries}) == 1
+    for e in entries:
+        cells = attempt_cells(e, entries)
+        if one_split:  # data and split are in the title, once for all attempts
+            cells = cells[:2] + cells[4:]
+        table.add_row(*cells, "[bold red]CHANGED[/]" if report.changed[e["attempt"]] else "ok")
+    out.print(table)
+    if report.archived:
+        out.print(f"earlier contests (archived): {', '.join(report.archived)}", highlight=False, soft_wrap=True)
+    out.print(f"attempts left: {len(report.left)} ({', '.join(map(str, report.left)) or 'none'})")
+    for line in report.notes:
+        say(line)
+    for line in report.problems:
+        console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
+
+
 def submissions_table(submissions: Path, entries: list[dict[str, Any]]) -> Table:
     """The table's columns; data and split are a column each only when the attempts differ in them."""
     splits = {(e.get("data_root"), e.get("split_digest")) for e in entries}

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
-from tune_digits.cli.app import app, console, out, user_errors
-from tune_digits.cli.render import attempt_cells, say, show_attempt, show_predictions, submissions_table
+from tune_digits.cli.app import app, out, user_errors
+from tune_digits.cli.render import say, show_attempt, show_predictions, show_submissions
 
 SubmissionsOpt = Annotated[Path, typer.Option("--submissions", help="Folder of the attempts and their ledger.")]
 AttemptOpt = Annotated[int, typer.Option("--attempt", help="Attempt number, 1 to 3; each is used once.")]
@@ -99,54 +98,12 @@ def submit(
 @user_errors
 def submissions(submissions: SubmissionsOpt = Path("submissions")) -> None:
     """List the attempts, their scores and the attempts left; flag files changed since submission."""
-    from tune_digits.errors import UserError
-    from tune_digits.ledger import attempts_left, check_attempt, check_chain, read_ledger
+    from tune_digits.ledger import audit
 
-    if not submissions.exists():
-        raise UserError(
-            f"no submissions folder {submissions}: no attempt was made there yet "
-            f"(attempts left: {', '.join(map(str, attempts_left([])))}); check --submissions"
-        )
-    for line in _recover(submissions):
-        say(line)
-    entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
-    table = submissions_table(submissions, entries)
-    problems, notes = check_chain(submissions)
-    one_split = len({(e.get("data_root"), e.get("split_digest")) for e in entries}) == 1
-    for e in entries:
-        found = check_attempt(submissions / f"attempt-{e['attempt']}", e)
-        problems.extend(f"attempt {e['attempt']}: {line}" for line in found)
-        cells = attempt_cells(e, entries)
-        if one_split:  # data and split are in the title, once for all attempts
-            cells = cells[:2] + cells[4:]
-        table.add_row(*cells, "[bold red]CHANGED[/]" if found else "ok")
-    listed = {f"attempt-{e['attempt']}" for e in entries}
-    stray = sorted(p.name for p in submissions.glob("attempt-*") if p.is_dir() and p.name not in listed)
-    problems.extend(f"{name}: not in the ledger" for name in stray)
-    out.print(table)
-    archived = sorted(p.parent.name for p in submissions.glob("contest-*/ledger.jsonl"))
-    if archived:
-        out.print(f"earlier contests (archived): {', '.join(archived)}", highlight=False, soft_wrap=True)
-    left = attempts_left(entries)
-    out.print(f"attempts left: {len(left)} ({', '.join(map(str, left)) or 'none'})")
-    for line in notes:
-        say(line)
-    for line in problems:
-        console.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
-    if problems:
+    report = audit(submissions)
+    show_submissions(submissions, report)
+    if report.problems:
         raise typer.Exit(1)
-
-
-def _recover(submissions: Path) -> list[str]:
-    """Finish or roll back a killed submit's leftovers, unless a submit is running now."""
-    from tune_digits.errors import UserError
-    from tune_digits.ledger import recover, submissions_lock
-
-    try:
-        with submissions_lock(submissions):
-            return recover(submissions)
-    except UserError as exc:
-        return [f"note: nothing recovered: {exc}"]
 
 
 @app.command()
