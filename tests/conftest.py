@@ -27,6 +27,16 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for the whole session, for tests that only read features (trainings, searches).
+
+    Entries are keyed by their recordings and settings and published whole, so tests can share them; a test
+    that damages, counts or looks into cache entries takes ``tmp_cache`` instead.
+    """
+    return tmp_path_factory.mktemp("features")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _storage_key(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The key that signs Ray's pickles in search folders lives in the test's temporary folder, not in ~."""
@@ -36,7 +46,7 @@ def _storage_key(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="session")
-def contest_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def contest_runs(tmp_path_factory: pytest.TempPathFactory, feature_cache: Path) -> Path:
     """runs/a (1 epoch) and runs/b (4 epochs) on the demo corpus; b has the higher val F1 (contest tests)."""
     import json
 
@@ -48,7 +58,7 @@ def contest_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNE_DIGITS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("TUNE_DIGITS_CACHE", str(feature_cache))
         for name, epochs in (("a", 1), ("b", 4)):
             cfg = load_config(None, [f"train.epochs={epochs}", "train.threads=2", "train.device=cpu"])
             train_run(cfg, root / name, wandb="disabled", progress=False)

@@ -58,25 +58,29 @@ def _wait_started(proc: subprocess.Popen[bytes], log: Path, limit: float = 180) 
         time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)
-    time.sleep(1.0)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever of this group is still there
-    proc.wait()
+def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """SIGTERM every node's group at once, give them ``grace`` seconds together, then SIGKILL what is left."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of this group is still there
+        proc.wait()
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def cluster(tmp_path: Path, feature_cache: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``(address, env)`` of a running two-node cluster; env holds RAY_AUTH_MODE=token and its token."""
     ray = _ray_cli()
     temp = Path(tempfile.mkdtemp(prefix="tdray-"))  # short: Ray's socket paths must fit in 107 characters
     token = secrets.token_hex(32)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
-    env["TUNE_DIGITS_CACHE"] = str(tmp_path / "cache")
+    env["TUNE_DIGITS_CACHE"] = str(feature_cache)
     port, *ports = _free_ports(9)
     agent = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
     agent.append("--runtime-env-agent-port")
@@ -92,8 +96,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         _wait_started(started[1], tmp_path / "node.log")
         yield f"127.0.0.1:{port}", env
     finally:
-        for proc in reversed(started):
-            _stop(proc)
+        _stop(started)
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -34,8 +34,21 @@ def test_defaults_are_valid_and_documented_values() -> None:
     assert len(all_keys()) == len(to_flat(cfg)) and set(all_keys()) == set(to_flat(cfg))
 
 
-def test_config_error_is_a_user_error() -> None:
-    assert issubclass(ConfigError, UserError)
+def test_a_bad_setting_is_a_one_line_user_error_with_exit_code_2(tmp_path: Path) -> None:
+    """ConfigError travels the CLI's user-error path: one line naming the key, exit 2, nothing written."""
+    from typer.testing import CliRunner
+
+    from tune_digits.cli import app
+
+    with pytest.raises(UserError, match=r"^train\.lr: ") as info:
+        load_config(None, ["train.lr=-1"])
+    assert type(info.value) is ConfigError
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--set", "train.lr=-1", "--out", str(out), "--wandb", "disabled"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: train.lr: "), result.output
+    assert "Traceback" not in result.output and not out.exists()
 
 
 def test_yaml_nested_and_dotted_keys(tmp_path: Path) -> None:

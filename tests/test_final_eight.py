@@ -25,17 +25,17 @@ runner = CliRunner()
 
 def _params(folder: Path) -> tuple[Path, Path]:
     a = load_config(None, ["model.name=lenet5", "model.channels=[4,8]", "model.fc=[32,16]", "train.epochs=1"])
-    b = load_config(None, ["model.name=mobilenetv3_small_100", "train.epochs=1", "train.batch_size=64"])
+    b = load_config(None, ["model.name=resnet20", "train.epochs=1", "train.batch_size=64"])
     save_config(a, folder / "a.yaml")
     save_config(b, folder / "b.yaml")
     return folder / "a.yaml", folder / "b.yaml"
 
 
 @pytest.fixture(scope="module")
-def eight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def eight(tmp_path_factory: pytest.TempPathFactory, feature_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("eight")
     mp = pytest.MonkeyPatch()
-    mp.setenv("TUNE_DIGITS_CACHE", str(tmp / "cache"))
+    mp.setenv("TUNE_DIGITS_CACHE", str(feature_cache))
     mp.setenv("COLUMNS", "100")
     a, b = _params(tmp)
     args = [
@@ -92,7 +92,7 @@ def test_eight_rows_cover_exactly_the_eight_combinations(eight: Path) -> None:
     assert len(table) == 8
     combos = set(zip(table["model"], table["variant"], table["augment"], strict=True))
     assert combos == {(m, v, a) for m in "AB" for v in ("raw", "bilateral") for a in (False, True)}
-    assert set(table[table["model"] == "B"]["model_name"]) == {"mobilenetv3_small_100"}
+    assert set(table[table["model"] == "B"]["model_name"]) == {"resnet20"}
     assert table["test_f1"].between(0, 1).all()
 
 
@@ -112,7 +112,7 @@ def test_report_names_where_each_model_came_from(eight: Path) -> None:
     sources = json.loads((eight / "sources.json").read_text())
     assert sorted(sources) == ["A", "B"]
     assert Path(sources["A"]["params"]).name == "a.yaml" and sources["A"]["search"] == ""  # a file given, no search
-    assert sources["B"]["model_name"] == "mobilenetv3_small_100"
+    assert sources["B"]["model_name"] == "resnet20"
     table = pd.read_csv(eight / "summary.csv")
     assert {s["data"] for s in sources.values()} == {json.loads((eight / "bases.json").read_text())["A"]["data.root"]}
     html = (eight / "report.html").read_text()

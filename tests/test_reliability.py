@@ -33,8 +33,11 @@ HUGE = 2**40  # fc units: a petabyte-sized weight, which no allocator grants
 TINY = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
 
 
-def write_space(path: Path, space: dict[str, Any], fixed: dict[str, Any], **search: Any) -> Path:
-    path.write_text(yaml.safe_dump({"fixed": {**TINY, **fixed}, "space": space, "search": search}), encoding="utf-8")
+def write_space(
+    path: Path, space: dict[str, Any], fixed: dict[str, Any], start: list[dict[str, Any]] | None = None, **search: Any
+) -> Path:
+    data = {"fixed": {**TINY, **fixed}, "space": space, "search": search} | ({"start": start} if start else {})
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
@@ -109,10 +112,16 @@ def test_failing_trials_are_retried_marked_and_explained(
         # lr * weight_decay = 10 with SGD: the weights flip sign and grow tenfold per step -> inf -> NaN loss
         {"train.optimizer": "sgd", "train.schedule": "constant", "train.weight_decay": 1.0, "train.batch_size": 16}
         | {"augment.enabled": False},
+        # the four trials are these points, one of each case, whatever the sampler would draw
+        start=[
+            {"train.lr": 0.003, "model.name": "lenet5", "model.fc": [32, 16]},
+            {"train.lr": 10.0, "model.name": "lenet5", "model.fc": [32, 16]},
+            {"train.lr": 0.003, "model.name": "nosuchnet", "model.fc": [32, 16]},
+            {"train.lr": 0.003, "model.name": "lenet5", "model.fc": [HUGE, 16]},
+        ],
         num_samples=4,
         max_epochs=2,
         grace_period=2,
-        seed=8,  # Optuna's first four draws with this seed: one of each case
         max_failures=1,
     )
     work = tmp_path / "work"
@@ -148,7 +157,7 @@ def test_failing_trials_are_retried_marked_and_explained(
             continue
         assert row["failures"] == 2, row.to_dict()  # the first try and one retry (search.max_failures: 1)
         assert row["checkpoint"] == "" and row["epochs_run"] == 0
-    assert kinds == {"exception", "nan", "oom", "ok"}, f"the seeded sampler no longer draws all four cases: {kinds}"
+    assert kinds == {"exception", "nan", "oom", "ok"}, kinds
     assert "3 trials failed (see the error column" in result.output
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "Failed trials" in page and "unknown model" in page and "training loss became nan" in page
@@ -163,55 +172,67 @@ def test_failing_trials_are_retried_marked_and_explained(
 
 
 @pytest.mark.slow
-def test_trial_in_flight_restarts_from_its_last_checkpoint(tmp_path: Path) -> None:
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
-    epochs = 8
+def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_path: Path, feature_cache: Path) -> None:
+    """SIGKILL while the second of two trials trains: the finished one is not run again, the one in flight
+    goes on from its last checkpoint, and the resumed search ends with both rows and no resumable state."""
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
+    epochs = 6
     space = write_space(
         tmp_path / "space.yaml",
         {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}},
         {"train.lr": 0.003},
-        num_samples=1,
+        num_samples=2,
         max_epochs=epochs,
         grace_period=epochs,
         seed=0,
     )
     base = cli_argv("search", "--space", space, "--storage", tmp_path / "runs", "--name", "r", "--wandb", "disabled")
+    base += ["--max-concurrent", "1"]  # one trial after the other: the first has finished when the second runs
     folder = tmp_path / "runs" / "r"
 
-    def histories() -> list[Path]:
-        return sorted(folder.glob("trials/*/history.jsonl"))
+    def histories() -> dict[str, list[dict[str, Any]]]:
+        return {p.parent.name: read_history(p) for p in sorted(folder.glob("trials/*/history.jsonl"))}
+
+    def finished_and_in_flight() -> bool:
+        lengths = sorted(len(h) for h in histories().values())
+        return len(lengths) == 2 and lengths[0] >= 2 and lengths[1] == epochs
 
     proc = start(base, env, tmp_path)
-    wait_for(lambda: any(len(read_history(h)) >= 2 for h in histories()), proc, "two epochs")
+    wait_for(finished_and_in_flight, proc, "one finished trial and two epochs of the next")
     time.sleep(0.5)  # the checkpoint reaches the experiment state right after the epoch
     kill(proc)
-    (history_path,) = histories()
-    before = read_history(history_path)
-    assert 2 <= len(before) < epochs, f"the trial was not in flight when killed ({len(before)} epochs)"
+    before = histories()
+    done = [t for t, h in before.items() if len(h) == epochs]
+    (flying,) = [t for t, h in before.items() if len(h) < epochs]
+    assert len(done) == 1 and 2 <= len(before[flying]) < epochs, {t: len(h) for t, h in before.items()}
+    finished_bytes = (folder / "trials" / done[0] / "history.jsonl").read_bytes()
     assert not (folder / "results.csv").exists()
 
     resumed = subprocess.run([*base, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = read_history(history_path)
+    assert (folder / "trials" / done[0] / "history.jsonl").read_bytes() == finished_bytes  # not run again
+    after = histories()[flying]
     assert [r["epoch"] for r in after] == list(range(1, epochs + 1))  # every epoch once: no repeats, no gaps
     kept = 0  # how many leading epochs are the very records logged before the kill
-    while kept < len(before) and before[kept] == after[kept]:
+    while kept < len(before[flying]) and before[flying][kept] == after[kept]:
         kept += 1
     # The first `kept` epochs are the checkpoint's, untouched (their timings included); training went on from there.
     assert kept >= 1, "the trial restarted from epoch 1 instead of its checkpoint"
-    assert before[kept - 1]["improved"], "it resumed from an epoch that saved no checkpoint"
+    assert before[flying][kept - 1]["improved"], "it resumed from an epoch that saved no checkpoint"
     table = pd.read_csv(folder / "results.csv")
-    assert len(table) == 1 and table.iloc[0]["epochs_run"] == epochs and table.iloc[0]["status"] == "TERMINATED"
+    assert len(table) == 2 and table["trial_id"].is_unique and set(table["trial_id"]) == {done[0], flying}
+    assert (table["epochs_run"] == epochs).all() and (table["status"] == "TERMINATED").all()
+    assert not list(folder.glob(".ray/*/checkpoint_*"))  # finished: no trial can resume, no optimizer state
 
 
 # ---------------------------------------------------------------- killed final-eight
 
 
 @pytest.mark.slow
-def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path) -> None:
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path, feature_cache: Path) -> None:
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
     a = load_config(None, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["train.epochs=1"])
-    b = load_config(None, ["model.name=mobilenetv3_small_100", "train.epochs=1", "train.batch_size=64"])
+    b = load_config(None, ["model.name=resnet20", "train.epochs=1", "train.batch_size=64"])
     save_config(a, tmp_path / "a.yaml")
     save_config(b, tmp_path / "b.yaml")
     storage = tmp_path / "runs"

@@ -90,13 +90,15 @@ time.sleep(600)
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(tmp_path: Path) -> None:
+def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(
+    tmp_path: Path, feature_cache: Path
+) -> None:
     space = tmp_path / "space.yaml"
     fixed = {"model.name": "lenet5", "data.split": "speakers", "model.channels": [4, 8], "model.fc": [32, 16]}
     search = {"num_samples": 2, "max_epochs": 40, "grace_period": 40, "seed": 0}
     dims = {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}}
     space.write_text(yaml.safe_dump({"fixed": fixed, "space": dims, "search": search}), encoding="utf-8")
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
     argv = [sys.executable, "-m", "tune_digits.cli", "search", "--space", str(space)]
     argv += ["--storage", str(tmp_path / "runs"), "--name", "s", "--wandb", "disabled", "--max-concurrent", "1"]
     folder = tmp_path / "runs" / "s"
@@ -122,13 +124,15 @@ def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(tm
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_final_eight_exits_130_lists_interrupted_trainings_and_no_summary(tmp_path: Path) -> None:
+def test_ctrl_c_during_final_eight_exits_130_lists_interrupted_trainings_and_no_summary(
+    tmp_path: Path, feature_cache: Path
+) -> None:
     from tune_digits.config import load_config, save_config
 
     params = tmp_path / "a.yaml"
     lenet = ["model.name=lenet5", "model.channels=[4,8]", "model.fc=[32,16]", "train.patience=0"]
     save_config(load_config(None, [*lenet, "data.split=speakers"]), params)
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
     argv = [sys.executable, "-m", "tune_digits.cli", "final-eight", "--model-a", str(params), "--model-b", str(params)]
     argv += ["--epochs", "40", "--storage", str(tmp_path / "runs"), "--name", "e", "--wandb", "disabled"]
     folder = tmp_path / "runs" / "e"

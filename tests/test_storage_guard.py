@@ -92,12 +92,12 @@ def test_a_folder_without_pickles_needs_no_manifest(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_planted_tuner_pkl_and_runs_nothing(tmp_path: Path) -> None:
+def test_resume_refuses_a_planted_tuner_pkl_and_runs_nothing(tmp_path: Path, feature_cache: Path) -> None:
     space = tmp_path / "space.yaml"
     dims = {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}}
     search = {"num_samples": 1, "max_epochs": 1, "grace_period": 1, "seed": 0}
     space.write_text(yaml.safe_dump({"fixed": TINY, "space": dims, "search": search}), encoding="utf-8")
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled", "COLUMNS": "300"}
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled", "COLUMNS": "300"}
     argv = [sys.executable, "-m", "tune_digits.cli", "search", "--space", str(space)]
     argv += ["--storage", str(tmp_path / "runs"), "--name", "s", "--wandb", "disabled"]
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)

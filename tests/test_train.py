@@ -105,14 +105,19 @@ def test_fit_result_and_metrics(tones: tuple[Config, Prepared]) -> None:
 
 
 @pytest.mark.real_data
-def test_lenet5_learns_real_fsdd(shared_data: Path, tmp_cache: Path) -> None:
-    root = shared_data / "fsdd" / "recordings"
-    cfg = load_config(overrides=[f"data.root={root}", "data.split=fsdd-official", "train.epochs=6"])
+def test_lenet5_learns_real_fsdd(shared_data: Path, tmp_path: Path, tmp_cache: Path) -> None:
+    """Real recordings, the official split's test and validation clips (0-4, 5-9) and 20 training clips a pair."""
+    root = tmp_path / "fsdd"
+    root.mkdir()
+    for wav in (shared_data / "fsdd" / "recordings").glob("*.wav"):
+        if int(wav.stem.rsplit("_", 1)[1]) < 30:
+            (root / wav.name).symlink_to(wav)
+    cfg = load_config(overrides=[f"data.root={root}", "data.split=fsdd-official", "train.epochs=4"])
     result = fit(cfg)
     m = result.metrics()
     assert len(m["confusion_matrix"]) == 10 and np.array(m["confusion_matrix"]).sum() == 250
-    assert m["test_f1"] > 0.8, m
-    assert m["val_f1"] > 0.8, m
+    assert m["test_f1"] > 0.6, m  # chance is 0.1
+    assert m["val_f1"] > 0.6, m
 
 
 def test_augmentation_runs_only_in_training(tones: tuple[Config, Prepared], monkeypatch: pytest.MonkeyPatch) -> None:
