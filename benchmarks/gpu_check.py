@@ -179,8 +179,8 @@ def baseline(cfg: Any, files: list[Path], labels: list[int], batches: int, num_w
 
     from benchmarks.baseline import PerItemSpectrogramDataset, make_loader, make_optimizer
     from benchmarks.tasks import _build_model
+    from tune_digits.device import autocast, pick_device
     from tune_digits.features import spectrogram_shape
-    from tune_digits.train import _autocast, pick_device
 
     device = pick_device(cfg.train.device)
     ds = PerItemSpectrogramDataset(files, labels, cfg)
@@ -203,7 +203,7 @@ def baseline(cfg: Any, files: list[Path], labels: list[int], batches: int, num_w
         if b >= batches + 2:
             break
         xb, yb = xb.to(device), yb.to(device)
-        with _autocast(device):
+        with autocast(device):
             loss = loss_fn(model(xb).float(), yb)
         opt.zero_grad()
         loss.backward()

@@ -270,8 +270,9 @@ def cached_start(data: str, launched_at: float, lazy_timm: bool = False) -> dict
     t_torch = time.time()
     if lazy_timm:  # after torch: its import walks sys.modules and would load a lazy module half-way
         _lazy_timm()
+    from tune_digits.device import autocast
     from tune_digits.features import normalize_batch
-    from tune_digits.train import Trainer, _autocast, prepare
+    from tune_digits.train import Trainer, prepare
 
     t_import = time.time()
     cfg = _config(data)
@@ -283,7 +284,7 @@ def cached_start(data: str, launched_at: float, lazy_timm: bool = False) -> dict
     trainer.model.train()
     idx = torch.randperm(len(trainer.x_train), generator=trainer.gen)[: cfg.train.batch_size]
     xb = trainer.augment(normalize_batch(trainer.x_train[idx], cfg.features.normalize, *prepared.norm))
-    with _autocast(trainer.device):
+    with autocast(trainer.device):
         loss = trainer.loss_fn(trainer.model(xb).float(), trainer.y_train[idx])
     trainer.opt.zero_grad(set_to_none=True)
     loss.backward()

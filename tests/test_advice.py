@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tune_digits import ledger as led
 from tune_digits.advice import VAL_PREDICTIONS, percent, speaker
 from tune_digits.cli import app
-from tune_digits.cli.submit import _advice_cells
+from tune_digits.cli.render import advice_cells
 
 runner = CliRunner()
 EXPECTED = re.compile(r"expected test macro-F1: (\d\.\d{4}) \(95% interval (\d\.\d{4}) to (\d\.\d{4}); bootstrap over")
@@ -62,7 +62,7 @@ def test_dry_run_and_submit_give_the_expected_f1_and_the_chance_to_beat(
     assert entry["p_beats_previous"]["clips"] == int(chance[2]) == len(files)
     est, n_speakers = entry["expected_test_f1"], len({speaker(f) for f in files})
     assert (est["unit"], est["units"]) == (("speakers", n_speakers) if n_speakers >= 5 else ("clips", len(files)))
-    cells = _advice_cells(entry)
+    cells = advice_cells(entry)
     assert cells == [f"{est['low']:.3f}-{est['high']:.3f}", f"{percent(p)} vs 1"]
     assert runner.invoke(app, ["submissions", "--submissions", str(subs)]).exit_code == 0
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tune_digits import candidates as cand
 from tune_digits import ledger as led
 from tune_digits.cli import app
-from tune_digits.cli.submit import _attempt_cells
+from tune_digits.cli.render import attempt_cells
 from tune_digits.corpus import Split
 from tune_digits.run import split_digest
 
@@ -99,7 +99,7 @@ def test_deltas_only_between_attempts_on_one_split() -> None:
         {"attempt": 2, "split_digest": "bbbb", "val_f1": 0.9, "test_f1": 0.9, "split_spec": "demo"},
         {"attempt": 3, "split_digest": "aaaa", "val_f1": 0.6, "test_f1": 0.45, "message": "wider"},
     ]
-    rows = [_attempt_cells(e, entries) for e in entries]
+    rows = [attempt_cells(e, entries) for e in entries]
     assert rows[0][2] == "fsdd" and rows[0][1] == "-" and rows[1][3] == "demo bbbb" and rows[2][5] == "wider"
     assert rows[1][-1] == "-"  # attempt 2 is on another split: no delta against attempt 1
     assert rows[2][-1] == "+0.100/+0.050"  # against attempt 1, the previous one on its split

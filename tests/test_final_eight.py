@@ -80,11 +80,11 @@ def test_wandb_runs_are_named_by_what_they_train() -> None:
         trial_id, experiment_tag = "bd203_00005", "5_arm=B,augment.enabled=True"
         config = {"arm": "B", "features.variant": "bilateral", "augment.enabled": True, "train.seed": 2}
 
-    eight_ctx = TrialContext({}, "out", group="e1", bases={"A": {}, "B": {}})
+    eight_ctx = TrialContext("out", "e1", {"A": {}, "B": {}})
     assert run_name(eight_ctx, Trial()) == "B-bilateral-aug-s2"
     assert eight_label({**Trial.config, "augment.enabled": False, "features.variant": "raw"}) == "B-raw-noaug-s2"
     Trial.experiment_tag = "3_train.lr=0.001"
-    assert run_name(TrialContext({}, "out", group="lenet-1"), Trial()) == "lenet-1-3"
+    assert run_name(TrialContext("out", "lenet-1", {"": {}}), Trial()) == "lenet-1-3"
 
 
 def test_eight_rows_cover_exactly_the_eight_combinations(eight: Path) -> None:

@@ -353,7 +353,7 @@ def test_leaderboard_fits_the_terminal(tmp_path: Path, monkeypatch: pytest.Monke
 
     from rich.console import Console
 
-    import tune_digits.cli.search as search_cli
+    import tune_digits.cli.render as search_cli
 
     df = write_search(tmp_path / "s", importance=False)
     extra = {f"augment.knob_{i}": np.linspace(0, 1, len(df)) for i in range(8)}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tune_digits.errors import ConfigError, UserError
-from tune_digits.space import decode, encode, load_space, parse_space, to_optuna, to_tune
+from tune_digits.space import decode, encode, list_keys, load_space, parse_space, to_optuna, to_tune
 
 GOOD = {
     "fixed": {"model.name": "lenet5", "train": {"patience": 3}},
@@ -101,7 +101,7 @@ def test_tune_and_optuna_spaces_cover_every_dimension() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=512), min_size=1, max_size=4))
 def test_list_choices_round_trip_through_encoding(values: list[int]) -> None:
     space = parse_space(_with("space", "model.fc", {"type": "choice", "values": [values, [7]]}))
-    assert decode({"model.fc": encode(values)}, space) == {"model.fc": values}
+    assert decode({"model.fc": encode(values)}, list_keys(space)) == {"model.fc": values}
 
 
 def test_shipped_spaces_are_valid() -> None:

@@ -27,7 +27,8 @@ from tune_digits.atomic import write_text
 from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
-from tune_digits.train import FitResult, Prepared, data_root, fit, prepare
+from tune_digits.prepare import data_root
+from tune_digits.train import FitResult, Prepared, fit, prepare
 
 PROTOCOLS = ("becker", "loso")
 SUMMARY_KEYS = ("test_f1", "test_accuracy", "val_f1")

@@ -27,6 +27,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,45 @@ def check_attempt(folder: Path, entry: dict[str, Any]) -> list[str]:
     if metrics.is_file() and not metrics_changed and entry.get("metrics_sha256") not in (None, sha256_file(metrics)):
         problems.append("TAMPERED: file metrics.json differs from the ledger's metrics_sha256")
     return problems + _disagreements(folder, entry, manifest)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What ``tune-digits submissions`` shows: the attempts, what changed since each, and the chain's health."""
+
+    recovered: list[str]  # lines of a killed submit's leftovers finished or rolled back (or why not)
+    entries: list[dict[str, Any]]  # the ledger's lines, by attempt
+    changed: dict[int, list[str]]  # attempt -> what in its folder differs from the ledger
+    problems: list[str]
+    notes: list[str]
+    archived: list[str]  # earlier contests' folders
+    left: list[int]
+
+
+def _recover_unless_busy(submissions: Path) -> list[str]:
+    """Finish or roll back a killed submit's leftovers, unless a submit is running now."""
+    try:
+        with submissions_lock(submissions):
+            return recover(submissions)
+    except UserError as exc:
+        return [f"note: nothing recovered: {exc}"]
+
+
+def audit(submissions: Path) -> Audit:
+    """Recover, then check the ledger's chain and every attempt folder against its ledger line."""
+    if not submissions.exists():
+        raise UserError(
+            f"no submissions folder {submissions}: no attempt was made there yet "
+            f"(attempts left: {', '.join(map(str, attempts_left([])))}); check --submissions"
+        )
+    recovered = _recover_unless_busy(submissions)
+    entries = sorted(read_ledger(submissions), key=lambda e: e["attempt"])
+    problems, notes = check_chain(submissions)
+    changed = {e["attempt"]: check_attempt(submissions / f"attempt-{e['attempt']}", e) for e in entries}
+    for e in entries:
+        problems.extend(f"attempt {e['attempt']}: {line}" for line in changed[e["attempt"]])
+    listed = {f"attempt-{e['attempt']}" for e in entries}
+    stray = sorted(p.name for p in submissions.glob("attempt-*") if p.is_dir() and p.name not in listed)
+    problems.extend(f"{name}: not in the ledger" for name in stray)
+    archived = sorted(p.parent.name for p in submissions.glob("contest-*/ledger.jsonl"))
+    return Audit(recovered, entries, changed, problems, notes, archived, attempts_left(entries))

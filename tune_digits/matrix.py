@@ -15,6 +15,7 @@ runs/final-eight/NAME/
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
 from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.tuning import (
+    ARM,
     TrialContext,
     check_name,
     fit_or_interrupt,
@@ -66,6 +68,18 @@ class EightOptions:
     address: str | None = None
     resume: bool = False
     progress: bool = True
+
+
+def default_name() -> str:
+    return f"final-eight-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resume_line(opts: EightOptions) -> str | None:
+    """What to print when Ctrl-C ended the comparison: how to resume it (nothing when no folder was made)."""
+    if not (opts.storage / opts.name).is_dir():
+        return None
+    again = f"tune-digits final-eight --storage {opts.storage} --name {opts.name} --resume"
+    return f"final-eight {opts.name} interrupted, not finished (no summary); resume with: {again}"
 
 
 def latest_best(searches: Path, want_lenet: bool) -> Path | None:
@@ -174,16 +188,7 @@ def run_final_eight(opts: EightOptions) -> Path:
             write_sources(folder, resolve_params(opts), bases)
         bases = json.loads((folder / "bases.json").read_text(encoding="utf-8"))
         res = {arm: plan_resources(cluster, [b["model.name"]], None, None, 0) for arm, b in bases.items()}
-        ctx = TrialContext(
-            bases["A"],
-            str(folder),
-            group=opts.name,
-            wandb=mode,
-            write_run=True,
-            kind="final-eight",
-            bases=bases,
-            threads=1,
-        )
+        ctx = TrialContext(str(folder), opts.name, bases, wandb=mode)
         _fit_grid(folder, opts, ctx, res, bases)
     finally:
         shutdown_ray()
@@ -200,7 +205,7 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
 
     seeds = sorted({int(b["train.seed"]) for b in bases.values()})[:1] or [0]
     param_space = {
-        "arm": tune.grid_search(sorted(bases)),
+        ARM: tune.grid_search(sorted(bases)),
         "features.variant": tune.grid_search(list(VARIANTS)),
         "augment.enabled": tune.grid_search(list(AUGMENT)),
         "train.seed": tune.grid_search([seeds[0] + k for k in range(opts.seeds)]),
@@ -267,7 +272,7 @@ def write_summary(folder: Path) -> Path:
     for labels_path in sorted(folder.glob(f"trials/*/{LABELS}")):
         run = read_run(labels_path.parent)
         metrics, cfg = run.metrics, run.load_config()
-        key = (run.labels["arm"], cfg.features.variant, cfg.augment.enabled, cfg.train.seed)
+        key = (run.labels[ARM], cfg.features.variant, cfg.augment.enabled, cfg.train.seed)
         rows[key] = {
             "model": key[0],
             "model_name": cfg.model.name,

@@ -29,7 +29,7 @@ from tune_digits.corpus import save_split
 from tune_digits.errors import UserError
 from tune_digits.raydir import RAY_FOLDER, experiment_dir, prune_checkpoints, short_dirname
 from tune_digits.run_folder import read_history
-from tune_digits.space import SearchSpace, encode, to_optuna, to_tune
+from tune_digits.space import SearchSpace, encode, list_keys, to_optuna, to_tune
 from tune_digits.tuning import (
     TrialContext,
     check_name,
@@ -126,14 +126,7 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> Path:
             (path / "base_config.json").write_text(json.dumps(flat, indent=1), encoding="utf-8")
             (path / "space.json").write_text(json.dumps({"source": space.source, "search": vars(s)}), encoding="utf-8")
         flat = json.loads((path / "base_config.json").read_text(encoding="utf-8"))
-        ctx = TrialContext(
-            flat,
-            str(path),
-            group=opts.name,
-            wandb=wandb_mode,
-            threads=int(flat["train.threads"]),
-            list_keys=_list_keys(space),
-        )
+        ctx = TrialContext(str(path), opts.name, {"": flat}, wandb=wandb_mode, list_keys=list_keys(space))
         results = _fit(space, opts, path, ctx, res)
     finally:
         shutdown_ray()
@@ -145,10 +138,6 @@ def _model_names(space: SearchSpace, base: Any) -> list[str]:
         if d.key == "model.name":
             return [str(v) for v in d.values]
     return [base.model.name]
-
-
-def _list_keys(space: SearchSpace) -> tuple[str, ...]:
-    return tuple(d.key for d in space.dims if d.kind == "choice" and any(isinstance(v, tuple) for v in d.values))
 
 
 def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext, res: Any) -> Any:

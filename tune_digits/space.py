@@ -256,9 +256,16 @@ def encode(value: Any) -> Any:
     return json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
 
 
-def decode(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
-    """Sampled params back to config values (JSON strings back to lists)."""
-    lists = {d.key for d in space.dims if d.kind == "choice" and any(isinstance(v, tuple) for v in d.values)}
+def list_keys(space: SearchSpace) -> tuple[str, ...]:
+    """The searched keys whose values are lists (they travel through Ray and Optuna as JSON strings)."""
+    return tuple(d.key for d in space.dims if d.kind == "choice" and any(isinstance(v, tuple) for v in d.values))
+
+
+def decode(params: dict[str, Any], lists: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Sampled params back to config values: the JSON strings of the ``lists`` keys back to lists.
+
+    The one decoder of trial settings: every trial's config and its W&B config (``tuning.trial_settings``).
+    """
     return {k: json.loads(v) if k in lists and isinstance(v, str) else v for k, v in params.items()}
 
 

@@ -22,90 +22,15 @@ from torch import nn
 from tune_digits import calibration, metrics
 from tune_digits.augment import SpecAugment
 from tune_digits.config import Config
-from tune_digits.corpus import Catalog, Split, make_split, scan, warn_thin_digits
-from tune_digits.data import FeatureSet, build_features, corpus_stats, to_device
-from tune_digits.errors import ConfigError, DataError, UserError
+from tune_digits.data import to_device
+from tune_digits.device import TrainingDiverged, autocast, channels_last, out_of_memory, pick_device
+from tune_digits.errors import ConfigError
 from tune_digits.features import normalize_batch
-from tune_digits.models import count_parameters, model_from_config, model_spec
+from tune_digits.models import count_parameters, model_from_config
 from tune_digits.noise import noisy_features
+from tune_digits.prepare import Prepared, prepare
 
 EpochCallback = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
-
-
-class TrainingDiverged(FloatingPointError, UserError):
-    """The training loss became NaN or infinite; the CLI prints it as one line."""
-
-
-class OutOfMemory(MemoryError, UserError):
-    """The model or a batch did not fit in the device's memory; the CLI prints it as one line."""
-
-
-# What the allocators say: CUDA ("CUDA out of memory"), the CPU allocator ("not enough memory: you
-# tried to allocate ..."; "can't allocate memory") and MPS ("MPS backend out of memory").
-_OOM_TEXT = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
-
-
-def out_of_memory(exc: BaseException, cfg: Config) -> OutOfMemory | None:
-    """``exc`` as an :class:`OutOfMemory` with the fix, or None when it is not an allocation failure."""
-    if isinstance(exc, OutOfMemory):
-        return exc
-    text = str(exc)
-    is_oom = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(exc, RuntimeError) and any(s in text.lower() for s in _OOM_TEXT)
-    )
-    if not is_oom:
-        return None
-    detail = " ".join(text.split())
-    detail = detail if len(detail) <= 160 else detail[:157] + "..."
-    device = pick_device(cfg.train.device).type
-    fewer = (
-        "fewer trials per GPU (--gpus-per-trial 1)" if device == "cuda" else "fewer trials at once (--max-concurrent)"
-    )
-    return OutOfMemory(
-        f"out of memory on {device} ({detail or type(exc).__name__}); lower train.batch_size "
-        f"(now {cfg.train.batch_size}) or the model's size, or run {fewer}"
-    )
-
-
-@dataclass
-class Prepared:
-    """A corpus, its split and its cached features: everything ``fit`` reads."""
-
-    catalog: Catalog
-    split: Split
-    features: FeatureSet
-    rows: dict[str, np.ndarray]  # part -> row numbers in features.x
-    norm: tuple[float, float] = (0.0, 1.0)  # corpus mean and std (normalize=corpus)
-
-
-def data_root(cfg: Config) -> Path:
-    if cfg.data.root:
-        return Path(cfg.data.root).expanduser()
-    from tune_digits.demo import demo_root
-
-    return demo_root()
-
-
-def prepare(cfg: Config, *, progress: bool = False, warn_digits: bool = True) -> Prepared:
-    """Scan the corpus, resolve the split and open (or build) the feature cache.
-
-    ``warn_digits``: warn (once per process) when the training split has (almost) no clips of a digit.
-    """
-    catalog = scan(data_root(cfg))
-    d = cfg.data
-    split = make_split(catalog, d.split, d.val_fraction, d.test_fraction, d.split_seed, d.val_clips)
-    if warn_digits:
-        warn_thin_digits(catalog, split)
-    fs = build_features(catalog, cfg.audio, cfg.features, cfg.bilateral, strict=cfg.data.strict, progress=progress)
-    rows = {part: fs.rows(getattr(split, part)) for part in ("train", "val", "test")}
-    for part, found in rows.items():
-        if len(found) == 0:
-            raise DataError(
-                f"split {split.spec!r}: none of the {len(getattr(split, part))} {part} recordings could be read; "
-                "fix the recordings or choose another --split"
-            )
-    norm = corpus_stats(fs.x, rows["train"]) if cfg.features.normalize == "corpus" else (0.0, 1.0)
-    return Prepared(catalog, split, fs, rows, norm)
 
 
 @dataclass
@@ -150,24 +75,6 @@ class FitResult:
         }
 
 
-def channels_last(model: str, channels: tuple[int, ...], device: torch.device) -> bool:
-    """Whether the model trains faster in channels-last memory format.
-
-    timm networks: always (their depthwise and 1x1 convolutions are faster so on a CPU). LeNet-5: on a CPU
-    from 16 channels in its first convolution; narrower ones are slower in it (docs/accuracy.md,
-    "Measurements behind code defaults").
-    """
-    if not model_spec(model).is_lenet:
-        return True
-    return device.type == "cpu" and bool(channels) and channels[0] >= 16
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device=auto")
-    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-
-
 def _paths(data: Prepared, rows: np.ndarray) -> list[Path]:
     """The recordings of ``rows`` in the order :func:`to_device` puts them."""
     return [data.catalog.root / data.features.files[r] for r in np.sort(rows)]
@@ -208,12 +115,6 @@ def _cpu_copy(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-def _autocast(device: torch.device):
-    return (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
-
-
 @torch.no_grad()
 def predict_log_proba(
     model: nn.Module, x: torch.Tensor, mode: str, norm: tuple[float, float], batch_size: int = 512
@@ -224,7 +125,7 @@ def predict_log_proba(
     out = []
     for i in range(0, len(x), batch_size):
         xb = normalize_batch(x[i : i + batch_size].to(device), mode, *norm)
-        with _autocast(device):
+        with autocast(device):
             out.append(model(xb).float().log_softmax(dim=1))
     return torch.cat(out) if out else torch.zeros((0, 10))
 
@@ -313,7 +214,7 @@ class Trainer:
         xb = normalize_batch(xs, self.cfg.features.normalize, *self.data.norm)  # (B, 1, F, T) float32
         xa = self.augment(xb, generator=self.gen)
         self.augmented_batches += int(xa is not xb or xs is not x)  # each stage returns its input when off
-        with _autocast(self.device):
+        with autocast(self.device):
             logits = self.model(xa).float()
         return self.loss_fn(logits, y)
 

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +23,41 @@ from tune_digits.checkpoint import save_checkpoint
 from tune_digits.config import Config, from_flat, to_flat
 from tune_digits.data import cache_root
 from tune_digits.errors import UserError
+from tune_digits.space import decode
 
 REPORTED = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "best_val_f1", "seconds")
+ARM = "arm"  # final-eight's grid key: a trial label naming the base it trains (A or B), never a config key
 
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What every trial needs besides its sampled params (sent once through the object store)."""
+    """What every trial needs besides its sampled params (sent once through the object store).
 
-    base: dict[str, Any]  # flat resolved config shared by all trials
+    ``bases``: the flat resolved configs a trial starts from, by arm; a search has one, under ``""``.
+    A final-eight (more than one arm, or any arm named) writes a full run folder per trial.
+    """
+
     out_dir: str  # trials write to out_dir/trials/<trial_id>/
-    group: str  # W&B group
-    job_type: str = "search"
+    group: str  # W&B group: the search's or the comparison's name
+    bases: dict[str, dict[str, Any]]
     wandb: str = "disabled"
-    threads: int = 1
-    list_keys: tuple[str, ...] = ()  # params that travel as JSON strings
-    write_run: bool = False  # write a full run folder (test metrics, predictions) when the trial ends
-    kind: str = "search-trial"
-    labels: dict[str, Any] = field(default_factory=dict)
-    bases: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-arm bases, chosen by params["arm"]
+    list_keys: tuple[str, ...] = ()  # params that travel as JSON strings (space.list_keys)
+
+    @property
+    def eight(self) -> bool:
+        return "" not in self.bases
 
 
-def trial_config(ctx: TrialContext, params: dict[str, Any]) -> Config:
-    values = {k: json.loads(v) if k in ctx.list_keys and isinstance(v, str) else v for k, v in params.items()}
-    base = ctx.bases[values.pop("arm")] if "arm" in values else ctx.base
-    return from_flat({**base, **values})
+def trial_settings(ctx: TrialContext, params: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """A trial's params as its config and its labels: the one way trial settings are decoded.
+
+    ``arm`` picks the base and is a label only; every other key is a dotted config key
+    (lists decoded by ``space.decode``). Labels (final-eight): the arm and the grid values.
+    """
+    values = decode({k: v for k, v in params.items() if k != ARM}, ctx.list_keys)
+    cfg = from_flat({**ctx.bases[params.get(ARM, "")], **values})
+    labels = {k: v for k, v in params.items() if not isinstance(v, (dict, list))} if ctx.eight else {}
+    return cfg, labels
 
 
 def _load_resume(checkpoint: Any) -> dict[str, Any] | None:
@@ -64,24 +74,10 @@ def _reset_history(path: Path, resume: dict[str, Any] | None) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
-def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
-    """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
+def _reporter(cfg: Config, data: Any, tracker: Any) -> Any:
+    """``on_epoch`` for ``fit``: log locally, report the metrics, and a checkpoint when val_f1 improved."""
     from ray import tune
 
-    from tune_digits.run_folder import write_fit_run
-    from tune_digits.tracking import Tracker
-    from tune_digits.train import fit, prepare
-
-    torch.set_num_threads(max(1, ctx.threads))
-    # One "Checkpoint successfully created at ..." line per improving epoch would bury the progress table.
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    cfg = trial_config(ctx, params)
-    trial_id = tune.get_context().get_trial_id()
-    trial_dir = Path(ctx.out_dir) / "trials" / trial_id
-    resume = _load_resume(tune.get_checkpoint())
-    _reset_history(trial_dir / "history.jsonl", resume)
-    data = prepare(cfg, warn_digits=False)  # the driver warned once, before the trials
-    tracker = Tracker(trial_dir, mode="disabled")  # local history; W&B is logged by WandbTrials in the driver
     shape, norm = list(data.features.shape), list(data.norm)
 
     def on_epoch(record: dict[str, Any], state: Any) -> None:
@@ -93,18 +89,37 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
         st = state()
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(st, Path(tmp) / "state.pt")
-            best = {"val_f1": record["val_f1"], "val_loss": record["val_loss"], "val_accuracy": record["val_accuracy"]}
+            best = {k: record[k] for k in ("val_f1", "val_loss", "val_accuracy")}
             best.update(best_epoch=record["epoch"], input_shape=shape, norm=norm)
             save_checkpoint(Path(tmp) / "model.pt", st["best_state"], to_flat(cfg), best)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
+    return on_epoch
+
+
+def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
+    """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
+    from ray import tune
+
+    from tune_digits.run_folder import write_fit_run
+    from tune_digits.tracking import Tracker
+    from tune_digits.train import fit, prepare
+
+    # One "Checkpoint successfully created at ..." line per improving epoch would bury the progress table.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    cfg, labels = trial_settings(ctx, params)
+    torch.set_num_threads(max(1, cfg.train.threads))  # 0 (all cores) would oversubscribe the trials' CPUs
+    trial_dir = Path(ctx.out_dir) / "trials" / tune.get_context().get_trial_id()
+    resume = _load_resume(tune.get_checkpoint())
+    _reset_history(trial_dir / "history.jsonl", resume)
+    data = prepare(cfg, warn_digits=False)  # the driver warned once, before the trials
+    tracker = Tracker(trial_dir, mode="disabled")  # local history; W&B is logged by WandbTrials in the driver
     try:
-        result = fit(cfg, on_epoch, data=data, resume=resume)
+        result = fit(cfg, _reporter(cfg, data, tracker), data=data, resume=resume)
     finally:
         tracker.finish()
-    if ctx.write_run:
-        labels = {**ctx.labels, **{k: v for k, v in params.items() if not isinstance(v, (dict, list))}}
-        write_fit_run(trial_dir, cfg, data, result, kind=ctx.kind, labels=labels)
+    if ctx.eight:
+        write_fit_run(trial_dir, cfg, data, result, kind="final-eight", labels=labels)
 
 
 class WandbTrials(Callback):
@@ -125,14 +140,14 @@ class WandbTrials(Callback):
         from tune_digits.tracking import Tracker
 
         if trial.trial_id not in self.trackers:
-            arm = trial.config.get("arm")
+            arm = trial.config.get(ARM)
             self.trackers[trial.trial_id] = Tracker(
                 Path(self.ctx.out_dir),  # every run of one command under <folder>/wandb/, for one `wandb sync`
                 mode=self.ctx.wandb,
                 name=run_name(self.ctx, trial),
                 group=self.ctx.group,
-                job_type=f"model-{arm}" if arm else self.ctx.job_type,
-                config=to_flat(trial_config(self.ctx, trial.config)),
+                job_type=f"model-{arm}" if arm else "search",
+                config=to_flat(trial_settings(self.ctx, trial.config)[0]),
                 local=False,
             )
         return self.trackers[trial.trial_id]
@@ -164,7 +179,7 @@ def run_name(ctx: TrialContext, trial: Any) -> str:
     """A W&B run name that says what the run is: ``A-bilateral-aug-s0``, or the search's name and trial number."""
     from tune_digits.live import eight_label, trial_number
 
-    if ctx.bases:
+    if ctx.eight:
         return eight_label(trial.config)
     return f"{ctx.group}-{trial_number(trial)}"
 
@@ -308,13 +323,13 @@ def run_config(
 
 
 def make_trainable(ctx: TrialContext, res: Resources | dict[str, Resources]):
-    """The trainable with its resources; a dict gives each arm (params["arm"]) its own."""
+    """The trainable with its resources; a dict gives each arm (``params[ARM]``) its own."""
     from ray import tune
 
     fn = tune.with_parameters(trainable, ctx=ctx)
     if isinstance(res, Resources):
         return tune.with_resources(fn, {"cpu": res.cpus, "gpu": res.gpus})
-    return tune.with_resources(fn, lambda config: {"cpu": res[config["arm"]].cpus, "gpu": res[config["arm"]].gpus})
+    return tune.with_resources(fn, lambda config: {"cpu": res[config[ARM]].cpus, "gpu": res[config[ARM]].gpus})
 
 
 def restore_or_new(path: Path, resume: bool, trainable_fn: Any, param_space: dict, make_new: Any):
