@@ -176,7 +176,9 @@ def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_p
     """SIGKILL while the second of two trials trains: the finished one is not run again, the one in flight
     goes on from its last checkpoint, and the resumed search ends with both rows and no resumable state."""
     env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
-    epochs = 6
+    # An epoch takes ~0.2 s on a quiet core and the worker may go on for ~2 s after the kill is decided
+    # (poll, sleep, orphaned worker): 20 epochs keep the second trial in flight whatever the machine.
+    epochs = 20
     space = write_space(
         tmp_path / "space.yaml",
         {"model.dropout": {"type": "quantized", "low": 0.0, "high": 0.2, "q": 0.1}},
@@ -195,7 +197,7 @@ def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_p
 
     def finished_and_in_flight() -> bool:
         lengths = sorted(len(h) for h in histories().values())
-        return len(lengths) == 2 and lengths[0] >= 2 and lengths[1] == epochs
+        return len(lengths) == 2 and 2 <= lengths[0] <= 4 and lengths[1] == epochs
 
     proc = start(base, env, tmp_path)
     wait_for(finished_and_in_flight, proc, "one finished trial and two epochs of the next")
