@@ -89,6 +89,25 @@ time.sleep(600)
 """
 
 
+def ctrl_c_after_first_epoch(argv: list[str], env: dict[str, str], folder: Path, err_path: Path) -> tuple[int, str]:
+    """Start ``argv`` in its own process group, SIGINT the group (what Ctrl-C in a terminal does) once a trial
+    has logged an epoch under ``folder``; returns the exit code and stderr."""
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not any(h.stat().st_size for h in folder.glob("trials/*/history.jsonl")):
+            assert proc.poll() is None, err_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return rc, err_path.read_text(encoding="utf-8", errors="replace")
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(
     tmp_path: Path, feature_cache: Path
@@ -102,20 +121,7 @@ def test_ctrl_c_during_search_exits_130_with_the_resume_line_and_no_best_yaml(
     argv = [sys.executable, "-m", "tune_digits.cli", "search", "--space", str(space)]
     argv += ["--storage", str(tmp_path / "runs"), "--name", "s", "--wandb", "disabled", "--max-concurrent", "1"]
     folder = tmp_path / "runs" / "s"
-    with (tmp_path / "err.txt").open("wb") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while not any(h.stat().st_size for h in folder.glob("trials/*/history.jsonl")):
-            assert proc.poll() is None, (tmp_path / "err.txt").read_text()[-2000:]
-            assert time.monotonic() < deadline, "no epoch finished"
-            time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        try:
-            rc = proc.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    stderr = (tmp_path / "err.txt").read_text(encoding="utf-8", errors="replace")
+    rc, stderr = ctrl_c_after_first_epoch(argv, env, folder, tmp_path / "err.txt")
     assert rc == 130, stderr[-2000:]
     assert "--name s --resume" in stderr and "Tuner.restore" not in stderr, stderr[-2000:]
     # the trial that was running is listed as interrupted, with the epochs it got through
@@ -136,20 +142,7 @@ def test_ctrl_c_during_final_eight_exits_130_lists_interrupted_trainings_and_no_
     argv = [sys.executable, "-m", "tune_digits.cli", "final-eight", "--model-a", str(params), "--model-b", str(params)]
     argv += ["--epochs", "40", "--storage", str(tmp_path / "runs"), "--name", "e", "--wandb", "disabled"]
     folder = tmp_path / "runs" / "e"
-    with (tmp_path / "err.txt").open("wb") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while not any(h.stat().st_size for h in folder.glob("trials/*/history.jsonl")):
-            assert proc.poll() is None, (tmp_path / "err.txt").read_text()[-2000:]
-            assert time.monotonic() < deadline, "no epoch finished"
-            time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    stderr = (tmp_path / "err.txt").read_text(encoding="utf-8", errors="replace")
+    rc, stderr = ctrl_c_after_first_epoch(argv, env, folder, tmp_path / "err.txt")
     assert rc == 130, stderr[-2000:]
     assert "--name e --resume" in stderr and "Tuner.restore" not in stderr, stderr[-2000:]
     assert re.search(r"^[AB]-(raw|bilateral)-(no)?aug-s0 +[0-9.]+ +[1-9]\d* +interrupted$", stderr, re.MULTILINE)
