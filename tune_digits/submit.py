@@ -112,7 +112,10 @@ def make_plan(opts: SubmitOptions, say: Say = _quiet) -> Plan:
     plan.notes = _rule_notes(plan, entries, opts.allow_same)
     for note in plan.notes:
         say(note)
-    scored = None if read_val_predictions(pick.folder) else _scored_on_val(pick, opts.data, say)
+    saved = read_val_predictions(pick.folder) is not None
+    if not saved and not opts.dry_run:
+        return plan  # a real submit scores validation anyway and advises from that (write_attempt)
+    scored = None if saved else _scored_on_val(pick, opts.data, say)
     plan.advice = advise(pick.folder, plan.previous, opts.submissions, scored)
     for line in plan.advice.lines:
         say(line)
