@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from tune_digits.cli import app
 from tune_digits.config import Config, load_config
 from tune_digits.corpus import BECKER_GROUPS
-from tune_digits.cv import CVResult, FoldResult, check_split_spec, cross_validate, fold_specs
+from tune_digits.cv import CVResult, FoldResult, check_split_spec, cross_validate, fold_runs, fold_specs
 from tune_digits.errors import UserError
+from tune_digits.evaluate import evaluate_runs
+from tune_digits.run_folder import read_run
 from tune_digits.train import FitResult, Prepared, fit
 
 RATE = 8000
@@ -67,6 +69,24 @@ def test_loso_holds_out_every_speaker_once(five: Path, tmp_path: Path, tmp_cache
     assert saved["mean_test_f1"] == pytest.approx(s["mean_test_f1"]) and saved["config"]["data.split"] == "cv:loso"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
+    # every fold keeps its run folder, which the robustness table scores on the fold's own test speaker
+    folds = fold_runs(out)
+    assert [p.name for p in folds] == ["loso-anna", "loso-bob", "loso-cara", "loso-dan", "loso-eve"]
+    for fold, run in zip(result.folds, folds, strict=True):
+        kept = read_run(run)
+        assert kept.meta["kind"] == "cv-fold" and kept.meta["split_spec"] == fold.fold
+        assert json.loads((run / "metrics.json").read_text())["test_f1"] == pytest.approx(fold.test_f1)
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    hum = 0.1 * np.random.default_rng(0).standard_normal(RATE * 8)
+    sf.write(noise / "hum.wav", hum.astype(np.float32), RATE, subtype="FLOAT")
+    table = evaluate_runs([out], [], noise)
+    assert table.runs == [str(p) for p in folds]
+    clean = table.scores["clean"]
+    assert [c.clips for c in clean] == [10] * 5  # each fold: its held-out speaker's ten clips
+    assert table.mean("clean", "f1") == pytest.approx(np.mean(test_f1), abs=0.02)
+    assert fold_runs(tmp_path / "five") == [tmp_path / "five"]  # any other folder stands for itself
+
 
 def test_becker_uses_the_five_published_folds(tmp_path: Path, tmp_cache: Path) -> None:
     root = make_corpus(tmp_path / "am", [f"{n:02d}" for n in range(1, 11)])
@@ -113,7 +133,9 @@ def test_cli_cv_prints_folds_and_writes_files(five: Path, tmp_path: Path, tmp_ca
     for speaker in ("anna", "bob", "cara", "dan", "eve"):
         assert f"loso:{speaker}" in result.stdout
     assert "test macro-F1" in result.stdout and "±" in result.stdout and f"cv folder: {out}" in result.stdout
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "cv.csv", "cv.json"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "cv.csv", "cv.json", "folds"}
+    assert len(list((out / "folds").glob("loso-*/model.pt"))) == 5
+    assert f"tune-digits evaluate --model {out}" in result.stdout
     assert load_config(out / "config.yaml").train.epochs == 1
 
 

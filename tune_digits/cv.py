@@ -8,7 +8,8 @@ between folds: every fold reads the same feature cache. The result holds one row
 folds (population std, ``ddof=0``, as ``numpy.std``).
 
 With ``out_dir`` the table is written to ``cv.csv`` and the whole result to ``cv.json``,
-each atomically (:func:`tune_digits.atomic.write_text`).
+each atomically (:func:`tune_digits.atomic.write_text`), and every fold's run folder (weights,
+predictions, split) to ``folds/SPEC`` as it finishes: ``tune-digits evaluate --model OUT`` scores them all.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
 from tune_digits.prepare import data_root
+from tune_digits.run_folder import write_fit_run
 from tune_digits.train import FitResult, Prepared, fit, prepare
 
 PROTOCOLS = ("becker", "loso")
+FOLDS = "folds"  # a --cv folder keeps each fold's run folder under it
 SUMMARY_KEYS = ("test_f1", "test_accuracy", "val_f1")
 CSV_COLUMNS = (
     "fold",
@@ -166,7 +169,10 @@ def cross_validate(
     for spec in specs:
         fold_cfg = with_values(cfg, {"data.split": spec})
         data = prepare(fold_cfg, progress=progress)
-        fold = _fold_result(spec, data, run(fold_cfg, data))
+        fitted = run(fold_cfg, data)
+        fold = _fold_result(spec, data, fitted)
+        if out_dir is not None:
+            write_fit_run(fold_folder(Path(out_dir), spec), fold_cfg, data, fitted, kind="cv-fold")
         folds.append(fold)
         if on_fold is not None:
             on_fold(fold)
@@ -176,6 +182,19 @@ def cross_validate(
     if out_dir is not None:
         write_cv(result, Path(out_dir))
     return result
+
+
+def fold_folder(cv_dir: Path, spec: str) -> Path:
+    """Where fold ``spec`` of the cross-validation in ``cv_dir`` keeps its run: ``folds/loso-george``."""
+    return cv_dir / FOLDS / spec.replace(":", "-")
+
+
+def fold_runs(folder: Path) -> list[Path]:
+    """The fold run folders of a ``--cv`` folder, in fold order; ``[folder]`` for any other folder."""
+    folds = folder / FOLDS
+    if not folds.is_dir():
+        return [folder]
+    return sorted(p for p in folds.iterdir() if (p / "run.json").is_file())
 
 
 def write_cv(result: CVResult, out_dir: Path) -> None:

@@ -32,6 +32,7 @@ import torch
 
 from tune_digits import metrics
 from tune_digits.audio import read_audio, resample
+from tune_digits.cv import fold_runs
 from tune_digits.errors import UserError
 from tune_digits.inference import LoadedModel, load_model, predict_files, write_csv
 from tune_digits.noise import NoiseBank, band_limit, load_noise, mix_at_snr
@@ -200,13 +201,15 @@ def evaluate_runs(
     min_confidence: float = 0.5,
     trim: bool | None = None,
 ) -> Table:
-    """The robustness table of ``runs`` (each scored on its own split's test speakers).
+    """The robustness table of ``runs`` (each scored on its own split's test speakers; a ``--cv``
+    folder stands for all its folds).
 
     ``trim`` overrides the runs' ``audio.trim`` (None: as each run was trained), to measure what it does.
     """
     for folder in dirs:
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder of recordings")
+    runs = [fold for run in runs for fold in fold_runs(Path(run))]
     table = Table([str(r) for r in runs])
     for run in runs:
         loaded = load_model(run)

@@ -21,7 +21,7 @@ def evaluate(
     ] = None,
     model: Annotated[
         list[Path],
-        typer.Option("--model", help="A run folder (train's --out); repeat it for the folds of a cross-validation."),
+        typer.Option("--model", help="A run folder (train's --out), or a --cv folder for all its folds; repeatable."),
     ] = ...,  # type: ignore[assignment]
     noise: Annotated[
         Optional[Path],
@@ -65,7 +65,7 @@ def evaluate(
         write_table(table, target / "robustness.csv", target / "robustness.png")
     except OSError as exc:
         raise UserError(f"--out {target} cannot be written ({exc.strerror or exc})") from None
-    show = Table(title=f"robustness · {len(model)} run(s)")
+    show = Table(title=f"robustness · {len(table.runs)} run(s)")
     for col in ("condition", "clips", "macro-F1", "accuracy", "no digit heard", "low confidence", "commonest"):
         show.add_column(col, justify="left" if col == "condition" else "right")
     for cond, scores in table.scores.items():

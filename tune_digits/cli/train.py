@@ -164,6 +164,8 @@ def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
         f"accuracy {s['mean_test_accuracy']:.4f} ± {s['std_test_accuracy']:.4f} over {len(result.folds)} folds"
     )
     out.print(f"cv folder: {target}", highlight=False, soft_wrap=True)
+    line = f"every fold's robustness: tune-digits evaluate --model {target} --noise DIR"
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 @data_app.command("prepare")
