@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.test_train import make_corpus
 from tune_digits.cli import app
 from tune_digits.config import load_config
-from tune_digits.evaluate import SNRS
+from tune_digits.evaluate import SNRS, evaluate_runs
 from tune_digits.run import train_run
 
 runner = CliRunner()
@@ -83,3 +83,15 @@ def test_evaluate_writes_the_robustness_table(tiny_run: tuple[Path, Path], tmp_p
     assert (tmp_path / "out" / "robustness.png").stat().st_size > 1000
     missing = runner.invoke(app, ["evaluate", "--model", str(run), "--noise", str(noise), str(tmp_path / "gone")])
     assert missing.exit_code == 2 and "no such folder" in missing.output
+
+
+def test_no_trim_misses_a_word_off_centre(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """``--no-trim`` overrides the run's ``audio.trim``: the word at a random offset in 3 s falls out of the window."""
+    run, noise = tiny_run
+    trimmed = evaluate_runs([run], [], noise)
+    args = ["evaluate", "--model", str(run), "--noise", str(noise), "--no-trim", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["condition"]: r for r in csv.DictReader((tmp_path / "out" / "robustness.csv").open())}
+    assert float(rows["clean"]["macro_f1"]) == pytest.approx(trimmed.mean("clean", "f1"))  # clips of 1 s or less
+    assert float(rows["offset-3s"]["macro_f1"]) < trimmed.mean("offset-3s", "f1") - 0.3
