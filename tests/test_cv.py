@@ -136,6 +136,8 @@ def test_cli_cv_prints_folds_and_writes_files(five: Path, tmp_path: Path, tmp_ca
     assert {p.name for p in out.iterdir()} == {"config.yaml", "cv.csv", "cv.json", "folds"}
     assert len(list((out / "folds").glob("loso-*/model.pt"))) == 5
     assert f"tune-digits evaluate --model {out}" in result.stdout
+    no_noise = _cli("evaluate", "--model", out)  # the folds were trained without augment.noise_dir
+    assert no_noise.exit_code == 2 and "no noise folder: pass --noise DIR" in no_noise.output
     assert load_config(out / "config.yaml").train.epochs == 1
 
 

@@ -29,7 +29,7 @@ from tune_digits.config import Config, to_flat, with_values
 from tune_digits.corpus import scan
 from tune_digits.errors import UserError
 from tune_digits.prepare import data_root
-from tune_digits.run_folder import write_fit_run
+from tune_digits.run_folder import RUN_JSON, write_fit_run
 from tune_digits.train import FitResult, Prepared, fit, prepare
 
 PROTOCOLS = ("becker", "loso")
@@ -194,7 +194,7 @@ def fold_runs(folder: Path) -> list[Path]:
     folds = folder / FOLDS
     if not folds.is_dir():
         return [folder]
-    return sorted(p for p in folds.iterdir() if (p / "run.json").is_file())
+    return sorted(p for p in folds.iterdir() if (p / RUN_JSON).is_file())
 
 
 def write_cv(result: CVResult, out_dir: Path) -> None:

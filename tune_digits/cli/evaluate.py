@@ -49,9 +49,8 @@ def evaluate(
     -30 dB gain, telephone band, 48 kHz stereo, extra folders) over the test speakers of each run's split."""
     from tune_digits.errors import UserError
     from tune_digits.evaluate import evaluate_runs, write_table
-    from tune_digits.inference import load_model
 
-    noise = noise or _noise_of(load_model(model[0]).cfg.augment.noise_dir)
+    noise = noise or _noise_of(model[0])
     if noise is None:
         raise UserError("no noise folder: pass --noise DIR (e.g. ../shared/data/noise)")
     if not 0.0 <= min_confidence <= 1.0:
@@ -76,5 +75,10 @@ def evaluate(
     out.print(f"written: {target / 'robustness.csv'}, {target / 'robustness.png'}", highlight=False, soft_wrap=True)
 
 
-def _noise_of(folder: str) -> Path | None:
+def _noise_of(run: Path) -> Path | None:
+    """The ``augment.noise_dir`` that ``run`` (or a --cv folder's first fold) was trained with, if any."""
+    from tune_digits.cv import fold_runs
+    from tune_digits.inference import load_model
+
+    folder = load_model(fold_runs(run)[0]).cfg.augment.noise_dir
     return Path(folder).expanduser() if folder else None
