@@ -4,7 +4,8 @@
     python3 dev.py demo   # create .venv if needed, install, run the main job on the bundled demo corpus
     python3 dev.py test   # the same environment, then the test suite
 
-Extra arguments are passed on: ``python3 dev.py test -k cache``.
+Extra arguments are passed on: ``python3 dev.py test -k cache``. Tests run in one process per core (up to
+four; ``python3 dev.py test -n 0`` runs them in this one).
 The environment is reinstalled only when pyproject.toml or requirements.lock change.
 """
 
@@ -45,6 +46,12 @@ def ensure_env() -> None:
     STAMP.write_text(_digest())
 
 
+def _workers() -> list[str]:
+    """Test processes: one per core, up to four (pytest-xdist); a file's tests run in one of them (shared fixtures)."""
+    n = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return ["-n", str(n), "--dist", "loadfile"] if n > 1 else []
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test"):
         print(__doc__.strip())
@@ -53,7 +60,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         cmd = [str(BIN / "tune-digits"), *DEMO, *argv[1:]]
     else:
-        cmd = [str(BIN / "python"), "-m", "pytest", "-q", *argv[1:]]
+        cmd = [str(BIN / "python"), "-m", "pytest", "-q", *_workers(), *argv[1:]]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

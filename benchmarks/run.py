@@ -194,10 +194,7 @@ def _count_clips(data: Path) -> int:
 # --------------------------------------------------------------------------- 1. feature build
 
 
-WHAT_IF_BUILDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("inprocess", "in-process (workers=1)", {"workers": 1}),
-    ("processes", "2 spawned processes (before)", {"workers": 2, "pool": "processes"}),
-)
+WHAT_IF_BUILDS: tuple[tuple[str, str, dict[str, Any]], ...] = (("inprocess", "in-process (workers=1)", {"workers": 1}),)
 
 
 def what_if_builds(b: Bench, keys: tuple[str, ...]) -> dict[str, tuple[str, Measured]]:
@@ -217,7 +214,7 @@ def bench_features(b: Bench) -> None:
     b.say("1. feature build")
     raw = b.run("cache_build", "cache raw (fresh cache)", "ours", variants=["raw"])
     bil = b.run("cache_build", "cache bilateral (from the raw entry)", "ours", variants=["bilateral"])
-    what_ifs = what_if_builds(b, ("inprocess",) if b.quick else ("inprocess", "processes"))
+    what_ifs = what_if_builds(b, ("inprocess",))
     limits = {0: 300, 2: 600} if b.quick else {0: None, 2: None}
     base = [
         b.run(
@@ -529,7 +526,7 @@ def bench_full(b: Bench, what_if: bool) -> None:
         "both variants, s (clips/s; CPU s)", f"{both:.1f} ({_n(n / both)}; {cpu:.0f})", "", "", f"peak {_n(peak)}", ""
     )
     if what_if:
-        for key, (label, m) in what_if_builds(b, ("inprocess", "processes")).items():
+        for key, (label, m) in what_if_builds(b, ("inprocess",)).items():
             sec = m.result["seconds"]
             s[f"full_cache_seconds_{key}"] = {"raw": sec["raw"], "bilateral_after_raw": sec["bilateral"]}
             s[f"full_cache_peak_rss_mb_{key}"] = m.peak.rss_mb
@@ -609,9 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help=f"corpus folder (default: {FSDD})")
     ap.add_argument("--json", type=Path, help="write the results to this JSON file")
     ap.add_argument("--full", type=Path, metavar="DIR", help="only the feature cache, both variants, of corpus DIR")
-    ap.add_argument(
-        "--what-if", action="store_true", help="with --full: also build in one thread and with 2 spawned processes"
-    )
+    ap.add_argument("--what-if", action="store_true", help="with --full: also build in one thread")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (caches, logs, searches)")
     args = ap.parse_args(argv)

@@ -68,44 +68,16 @@ def _train_files(cfg, limit: int | None) -> tuple[list[Path], list[int]]:
 # --------------------------------------------------------------------------- 1. feature build
 
 
-def _process_chunks(fn: Any, jobs: list[tuple], workers: int) -> Any:
-    """``tune_digits.data._run_chunks`` with spawned worker processes instead of threads (a what-if:
-    how the cache was built before; each process imports torch again and runs it single-threaded)."""
-    import concurrent.futures as cf
-    import multiprocessing
-
-    if workers <= 1:
-        for i, job in enumerate(jobs):
-            yield i, fn(*job)
-        return
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_one_thread, fn, *job): i for i, job in enumerate(jobs)}
-        for fut in cf.as_completed(futures):
-            yield futures[fut], fut.result()
-
-
-def _one_thread(fn: Any, *job: Any) -> Any:
-    import torch
-
-    torch.set_num_threads(1)
-    return fn(*job)
-
-
-def cache_build(data: str, variants: list[str], workers: int | None = None, pool: str = "threads") -> dict[str, Any]:
+def cache_build(data: str, variants: list[str], workers: int | None = None) -> dict[str, Any]:
     """Build the feature cache of each of ``variants`` in turn under $TUNE_DIGITS_CACHE; seconds and clips/s.
 
     ``bilateral`` on a cache that already holds the raw entry only runs the filter (the raw entry is
     reused, as tune-digits does), so ``["raw", "bilateral"]`` times both variants separately.
-    ``workers`` is passed to ``build_features`` (None: its own choice); ``pool="processes"`` swaps its
-    thread pool for spawned worker processes, the way it was built before (a what-if).
+    ``workers`` is passed to ``build_features`` (None: its own choice; 1: in this thread, a what-if).
     """
-    import tune_digits.data as data_module
     import tune_digits.features  # noqa: F401  (torch, torchaudio and cv2 load before the clock, as for the baseline)
     from tune_digits.corpus import scan
     from tune_digits.data import build_features, cache_key, cache_root
-
-    if pool == "processes":
-        data_module._run_chunks = _process_chunks
 
     start = time.perf_counter()
     catalog = scan(data)
@@ -114,7 +86,7 @@ def cache_build(data: str, variants: list[str], workers: int | None = None, pool
     raw = _config(data)
     raw_cached = (cache_root() / cache_key(catalog, raw.audio, raw.features, raw.bilateral) / "index.json").is_file()
     out: dict[str, Any] = {"clips": n, "scan_seconds": round(scan_s, 3), "raw_was_cached": raw_cached}
-    out.update(workers=workers, pool=pool, seconds={}, clips_per_s={}, cpu_seconds={})
+    out.update(workers=workers, seconds={}, clips_per_s={}, cpu_seconds={})
     for variant in variants:
         cfg = _config(data, {"features.variant": variant})
         start, cpu = time.perf_counter(), _cpu_s()

@@ -1,15 +1,18 @@
-"""final-eight on the demo corpus: eight real trainings through a Ray Tune grid."""
+"""final-eight on the demo corpus: eight real trainings through a Ray Tune grid, killed and resumed."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import wandb_files  # tests/wandb_files.py
+from processes import cli_argv, kill, start, wait_for  # tests/processes.py
 from run_folders import assert_quiet, assert_small  # tests/run_folders.py
 from typer.testing import CliRunner
 
@@ -33,40 +36,52 @@ def _params(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory: pytest.TempPathFactory, feature_cache: Path) -> Path:
+    """A final-eight killed (SIGKILL, Ray included) once its first training finished, then resumed to the end.
+
+    Every test of this module reads the folder the resumed command leaves: it must be what an uninterrupted
+    comparison writes. ``before.json`` holds the trainings finished before the kill and their metrics files.
+    """
     tmp = tmp_path_factory.mktemp("eight")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TUNE_DIGITS_CACHE", str(feature_cache))
-    mp.setenv("COLUMNS", "100")
+    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled", "COLUMNS": "100"}
     a, b = _params(tmp)
-    args = [
-        "final-eight",
-        "--model-a",
-        str(a),
-        "--model-b",
-        str(b),
-        "--epochs",
-        "1",
-        "--seeds",
-        "1",
-        "--storage",
-        str(tmp / "runs"),
-        "--name",
-        "e1",
-        "--wandb",
-        "disabled",
-    ]
-    result = runner.invoke(app, args)
-    mp.undo()
-    assert result.exit_code == 0, result.output
-    (tmp / "output.txt").write_text(result.output, encoding="utf-8")
-    return tmp / "runs" / "e1"
+    common = ["--storage", tmp / "runs", "--name", "e1", "--wandb", "disabled"]
+    folder = tmp / "runs" / "e1"
+
+    def finished() -> list[Path]:
+        return sorted(p.parent for p in folder.glob("trials/*/labels.json"))
+
+    proc = start(cli_argv("final-eight", "--model-a", a, "--model-b", b, "--epochs", "1", *common), env, tmp)
+    wait_for(lambda: len(finished()) >= 1, proc, "a finished training")
+    kill(proc)
+    before = {p.name: (p / "metrics.json").read_text(encoding="utf-8") for p in finished()}
+    summary_before_resume = (folder / "summary.csv").exists()
+    resumed = subprocess.run(
+        cli_argv("final-eight", "--resume", *common), env=env, cwd=tmp, capture_output=True, text=True, timeout=500
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (tmp / "output.txt").write_text(resumed.stdout + resumed.stderr, encoding="utf-8")
+    (tmp / "before.json").write_text(json.dumps({"finished": before, "summary": summary_before_resume}))
+    return folder
+
+
+def test_a_killed_final_eight_resumes_to_eight_rows_without_training_twice(eight: Path) -> None:
+    before = json.loads((eight.parents[1] / "before.json").read_text())
+    assert 1 <= len(before["finished"]) < 8 and not before["summary"]  # killed in the middle, no summary yet
+    table = pd.read_csv(eight / "summary.csv")
+    combos = list(zip(table["model"], table["variant"], table["augment"], table["seed"], strict=True))
+    assert len(combos) == len(set(combos)) == 8  # no duplicates
+    assert set(combos) == {(m, v, g, 0) for m in "AB" for v in ("raw", "bilateral") for g in (False, True)}
+    assert len(list(eight.glob("trials/*/labels.json"))) == len(list(eight.glob("trials/*"))) == 8  # no extra folders
+    for name, metrics in before["finished"].items():  # finished trainings were not run again
+        assert (eight / "trials" / name / "metrics.json").read_text(encoding="utf-8") == metrics
 
 
 def test_the_terminal_shows_the_eight_trainings_then_where_things_are(eight: Path) -> None:
     text = (eight.parents[1] / "output.txt").read_text(encoding="utf-8")
-    assert_quiet(text)
+    assert_quiet(text, eight.parents[1])
     lines = text.splitlines()
     assert "8/8 finished, 0 running" in text and "A-bilateral-aug-s0 done after 1 epochs" in text
+    assert "after 0 epochs" not in text  # a training resumed from its last epoch's checkpoint says so too
     assert f"report: {eight / 'report.html'}" in lines
     assert any(line.startswith(f"folder: {eight} (") for line in lines)
 

@@ -10,9 +10,7 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,10 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from processes import cli_argv, kill, start, wait_for  # tests/processes.py
 from typer.testing import CliRunner
 
 from tune_digits.cli import app
-from tune_digits.config import Config, load_config, save_config
+from tune_digits.config import Config, load_config
 from tune_digits.search import count_failures, error_reason
 
 runner = CliRunner()
@@ -39,31 +38,6 @@ def write_space(
     data = {"fixed": {**TINY, **fixed}, "space": space, "search": search} | ({"start": start} if start else {})
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
-
-
-def cli_argv(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "tune_digits.cli", *map(str, args)]
-
-
-def start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    """A command in its own process group, so that a SIGKILL takes its Ray processes down with it."""
-    return subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1.0)  # let orphaned Ray workers notice that their raylet is gone
-
-
-def wait_for(condition: Any, proc: subprocess.Popen[bytes], what: str, limit: float = 300) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert proc.poll() is None, f"the command ended (code {proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -225,48 +199,6 @@ def test_killed_search_keeps_finished_trials_and_resumes_the_one_in_flight(tmp_p
     assert len(table) == 2 and table["trial_id"].is_unique and set(table["trial_id"]) == {done[0], flying}
     assert (table["epochs_run"] == epochs).all() and (table["status"] == "TERMINATED").all()
     assert not list(folder.glob(".ray/*/checkpoint_*"))  # finished: no trial can resume, no optimizer state
-
-
-# ---------------------------------------------------------------- killed final-eight
-
-
-@pytest.mark.slow
-def test_killed_final_eight_resumes_to_eight_rows(tmp_path: Path, feature_cache: Path) -> None:
-    env = {**os.environ, "TUNE_DIGITS_CACHE": str(feature_cache), "WANDB_MODE": "disabled"}
-    a = load_config(None, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["train.epochs=1"])
-    b = load_config(None, ["model.name=resnet20", "train.epochs=1", "train.batch_size=64"])
-    save_config(a, tmp_path / "a.yaml")
-    save_config(b, tmp_path / "b.yaml")
-    storage = tmp_path / "runs"
-    common = ["--storage", storage, "--name", "e", "--wandb", "disabled"]
-    folder = storage / "e"
-
-    def finished() -> list[Path]:
-        return sorted(p.parent for p in folder.glob("trials/*/labels.json"))
-
-    proc = start(
-        cli_argv("final-eight", "--model-a", tmp_path / "a.yaml", "--model-b", tmp_path / "b.yaml", *common),
-        env,
-        tmp_path,
-    )
-    wait_for(lambda: len(finished()) >= 1, proc, "a finished training")
-    kill(proc)
-    done_before = {p.name: (p / "metrics.json").read_bytes() for p in finished()}
-    assert 1 <= len(done_before) < 8
-    assert not (folder / "summary.csv").exists()
-
-    resumed = subprocess.run(
-        cli_argv("final-eight", "--resume", *common), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=500
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    table = pd.read_csv(folder / "summary.csv")
-    assert len(table) == 8
-    combos = list(zip(table["model"], table["variant"], table["augment"], table["seed"], strict=True))
-    assert len(set(combos)) == 8  # no duplicates
-    assert set(combos) == {(m, v, g, 0) for m in "AB" for v in ("raw", "bilateral") for g in (False, True)}
-    assert len(finished()) == 8 and len(list(folder.glob("trials/*"))) == 8  # no extra trial folders
-    for name, metrics in done_before.items():  # finished trainings were not run again
-        assert (folder / "trials" / name / "metrics.json").read_bytes() == metrics
 
 
 # ---------------------------------------------------------------- what a SIGKILL leaves behind

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -138,7 +141,7 @@ def test_wandb_offline_runs_land_on_disk(finished_search: Path) -> None:
 def test_the_terminal_shows_the_search_not_ray(finished_search: Path) -> None:
     text = _output(finished_search)
     lines = text.splitlines()
-    assert_quiet(text)
+    assert_quiet(text, finished_search.parents[1])
     assert f"best config: {finished_search / 'best.yaml'}" in lines
     assert f"report: {finished_search / 'report.html'}" in lines
     assert sum(f"Ray's own log: {finished_search / 'ray.log'}" in line for line in lines) == 1
@@ -216,3 +219,43 @@ def test_unreachable_address_is_a_one_line_error(tmp_path, tmp_cache) -> None:
     assert result.exit_code == 2, result.output
     assert "cannot reach a Ray cluster" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+class Payload:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_planted_tuner_pkl_and_runs_nothing(finished_search: Path, tmp_path: Path) -> None:
+    """A copy of the finished search whose tuner.pkl was replaced: ``--resume`` refuses before Ray starts."""
+    from tune_digits.storage_guard import MANIFEST, check_storage
+
+    folder = tmp_path / "runs" / finished_search.name
+    shutil.copytree(finished_search, folder, ignore=shutil.ignore_patterns("wandb"))
+    ray_dir = folder / ".ray"  # Ray's experiment, inside the search folder
+    assert (ray_dir / MANIFEST).is_file() and (ray_dir / "tuner.pkl").is_file()
+    check_storage(ray_dir)  # every pickle Ray wrote is signed (a killed search resuming: test_reliability)
+
+    marker = tmp_path / "code-ran"
+    (ray_dir / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "300"}
+    argv = [
+        sys.executable,
+        "-m",
+        "tune_digits.cli",
+        "search",
+        "--space",
+        str(finished_search.parents[1] / "space.yaml"),
+    ]
+    argv += ["--storage", str(folder.parent), "--name", folder.name, "--wandb", "disabled", "--resume"]
+    refused = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    lines = [line for line in refused.stderr.splitlines() if line.strip() and not line.startswith("data: ")]
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), refused.stderr[-3000:]  # Ray did not even start
+    assert "tuner.pkl: changed" in lines[0], lines[0]
+    assert not marker.exists(), "the planted pickle ran"
