@@ -215,7 +215,11 @@ def _fit_grid(folder: Path, opts: EightOptions, ctx: TrialContext, res: Any, bas
 
     def new_tuner() -> Any:
         tune_config = tune.TuneConfig(
-            metric="val_f1", mode="max", max_concurrent_trials=concurrent, trial_dirname_creator=short_dirname
+            metric="val_f1",
+            mode="max",
+            max_concurrent_trials=concurrent,
+            trial_dirname_creator=short_dirname,
+            reuse_actors=True,  # a training starts in the worker of a finished one
         )
         return tune.Tuner(
             trainable_fn,

@@ -173,6 +173,7 @@ def _fit(space: SearchSpace, opts: SearchOptions, path: Path, ctx: TrialContext,
             num_samples=s.num_samples,  # concurrency is the ConcurrencyLimiter's
             time_budget_s=s.time_budget or None,
             trial_dirname_creator=short_dirname,
+            reuse_actors=True,  # a trial starts in the worker of a finished one: torch is imported once per worker
         )
         return tune.Tuner(
             trainable_fn,

@@ -203,6 +203,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine prints its banner even at verbose=0
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # experiment state at most 1 s old (Ray: 10 s or more)
     import ray
 
     from tune_digits.live import capture_ray_logs, release_ray_logs
@@ -214,14 +215,16 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> dict[str, floa
     if address and address != "auto":
         _probe(address)
         check_auth(address)  # reachable, but is the token what is missing?
-    env = {"env_vars": {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}}
+    env_vars = {"TUNE_DIGITS_CACHE": str(cache_root()), "WANDB_SILENT": "true"}
+    if address is None:  # a local Ray's workers inherit this environment and can be its prestarted workers
+        os.environ.update(env_vars)
     capture_ray_logs()  # Ray's lines go to the run folder's ray.log, the terminal shows the live view
     try:
         ray.init(
             address=address,
             num_cpus=None if address else num_cpus,
             include_dashboard=False,
-            runtime_env=env,
+            runtime_env=None if address is None else {"env_vars": env_vars},
             configure_logging=False,
             log_to_driver=False,  # trial output: the trial folders' stdout/stderr files (log_to_file)
         )
@@ -312,8 +315,10 @@ def run_config(
         name=name,
         storage_path=str(storage.resolve()),
         storage_filesystem=guarded_filesystem(storage / name),  # signs Ray's pickles as they are written
+        # Two kept: Ray's experiment state (saved every TUNE_GLOBAL_CHECKPOINT_S) may still name the one before
+        # the newest when the process is killed, and --resume restores a trial from the one it names.
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+            num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
         ),
         failure_config=tune.FailureConfig(max_failures=max_failures),
         callbacks=callbacks,
