@@ -22,9 +22,11 @@ their mean.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -219,6 +221,36 @@ def evaluate_runs(
         for score in evaluate_one(loaded, Path(run), dirs, bank, data_root, seed, min_confidence):
             table.scores.setdefault(score.condition, []).append(score)
     return table
+
+
+def noise_of(run: Path) -> Path | None:
+    """The ``augment.noise_dir`` that ``run`` (or a --cv folder's first fold) was trained with, if any."""
+    folder = load_model(fold_runs(Path(run))[0]).cfg.augment.noise_dir
+    return Path(folder).expanduser() if folder else None
+
+
+def robustness(
+    runs: list[Path], dirs: list[Path], noise_dir: Path | None, out_dir: Path | None = None, **options: Any
+) -> tuple[Table, Path]:
+    """``tune-digits evaluate``: check the options, score ``runs`` (:func:`evaluate_runs`, ``options`` are its
+    keywords) and write ``robustness.csv`` and ``robustness.png`` into ``out_dir`` (default runs/evaluate/TIME).
+
+    ``noise_dir`` None: the noise the first run trained with. Returns the table and the folder written.
+    """
+    noise_dir = noise_dir or noise_of(runs[0])
+    if noise_dir is None:
+        raise UserError("no noise folder: pass --noise DIR (e.g. ../shared/data/noise)")
+    min_confidence = options.get("min_confidence", 0.5)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise UserError(f"--min-confidence {min_confidence}: must be in [0, 1]")
+    target = out_dir or Path("runs/evaluate") / time.strftime("%Y%m%d-%H%M%S")
+    table = evaluate_runs(runs, dirs, noise_dir, **options)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        write_table(table, target / "robustness.csv", target / "robustness.png")
+    except OSError as exc:
+        raise UserError(f"--out {target} cannot be written ({exc.strerror or exc})") from None
+    return table, target
 
 
 def _cell(value: float | None) -> str:

@@ -236,3 +236,17 @@ def show_eight(folder: Path) -> None:
 def show_line(line: str) -> None:
     """One unwrapped line to copy (a resume command)."""
     console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def show_robustness(table: Any, folder: Path) -> None:
+    """``evaluate``'s table: the mean over runs of each condition, then the files written."""
+    show = Table(title=f"robustness · {len(table.runs)} run(s)")
+    for col in ("condition", "clips", "macro-F1", "accuracy", "no digit heard", "low confidence", "commonest"):
+        show.add_column(col, justify="left" if col == "condition" else "right")
+    for cond, scores in table.scores.items():
+        cells = [table.mean(cond, a) for a in ("f1", "accuracy", "no_digit", "low_confidence")]
+        numbers = ("-" if c is None else f"{c:.4f}" for c in cells)
+        show.add_row(escape(cond), str(sum(s.clips for s in scores)), *numbers, scores[0].commonest)
+    out.print(show)
+    written = f"written: {folder / 'robustness.csv'}, {folder / 'robustness.png'}"
+    out.print(written, highlight=False, soft_wrap=True, markup=False)
