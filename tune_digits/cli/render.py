@@ -250,3 +250,76 @@ def show_robustness(table: Any, folder: Path) -> None:
     out.print(show)
     written = f"written: {folder / 'robustness.csv'}, {folder / 'robustness.png'}"
     out.print(written, highlight=False, soft_wrap=True, markup=False)
+
+
+def show_prepared(prepared: Any, variant: str, seconds: float) -> None:
+    """``data prepare``: recordings per speaker and digit with their split part, the split sizes, the cache."""
+    cat, fs = prepared.catalog, prepared.features
+    part_of = prepared.split.part_of()
+    table = Table(title=f"{cat.root} · {len(cat.recordings)} recordings · split {prepared.split.spec}")
+    table.add_column("speaker")
+    for d in range(10):
+        table.add_column(str(d), justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("part")
+    for spk, total in cat.counts_by_speaker().items():
+        recs = [r for r in cat.recordings if r.speaker == spk]
+        per_digit = [sum(r.digit == d for r in recs) for d in range(10)]
+        parts = sorted({part_of.get(cat.rel(r), "-") for r in recs})
+        table.add_row(spk, *map(str, per_digit), str(total), ",".join(parts))
+    digits = cat.counts_by_digit()
+    table.add_row("all", *(str(digits.get(d, 0)) for d in range(10)), str(len(cat.recordings)), "")
+    out.print(table)
+    sizes = {p: len(prepared.rows[p]) for p in ("train", "val", "test")}
+    out.print(f"split: train {sizes['train']}, val {sizes['val']}, test {sizes['test']} recordings")
+    out.print(f"features: {fs.x.shape} float16 ({variant}) in {fs.path} · {seconds:.1f} s")
+    if fs.skipped:
+        console.print(f"warning: {len(fs.skipped)} unreadable recordings skipped (first: {fs.skipped[0]})")
+
+
+def show_run(cfg: Any, m: dict[str, Any], target: Path) -> None:
+    """The finished run as one table row, and where its folder is."""
+    table = Table(title=f"{cfg.model.name} · {cfg.features.variant} · augment {cfg.augment.enabled}")
+    for col in ("val F1", "test F1", "test acc", "best epoch", "params", "train s", "device"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{m['val_f1']:.4f}",
+        f"{m['test_f1']:.4f}",
+        f"{m['test_accuracy']:.4f}",
+        str(m["best_epoch"]),
+        f"{m['num_parameters']:,}",
+        f"{m['train_seconds']:.1f}",
+        m["device"],
+    )
+    out.print(table)
+    out.print(f"run folder: {target}", highlight=False, soft_wrap=True)
+
+
+def show_cv_header(cfg: Any, protocol: str) -> None:
+    out.print(f"{protocol} cross-validation · {cfg.model.name} · {cfg.features.variant}")
+    out.print(f"{'fold':<20} {'test speakers':<16} {'val F1':>7} {'test F1':>8} {'test acc':>8} {'epoch':>5} {'s':>6}")
+
+
+def show_fold(f: Any) -> None:
+    """One finished fold of a cross-validation, as a row under :func:`show_cv_header`."""
+    spk = " ".join(f.test_speakers)
+    spk = spk if len(spk) <= 16 else spk[:15] + "…"
+    out.print(
+        f"{f.fold:<20} {spk:<16} {f.val_f1:>7.4f} {f.test_f1:>8.4f} {f.test_accuracy:>8.4f} "
+        f"{f.best_epoch:>5} {f.train_seconds:>6.1f}"
+    )
+
+
+def show_cv_summary(result: Any, target: Path) -> None:
+    """Mean and std rows, the one-line summary, the folder and the evaluate command for all folds."""
+    s = result.summary()
+    for stat in ("mean", "std"):
+        val, test, acc = (s[f"{stat}_{k}"] for k in ("val_f1", "test_f1", "test_accuracy"))
+        out.print(f"{stat:<20} {'':<16} {val:>7.4f} {test:>8.4f} {acc:>8.4f}")
+    out.print(
+        f"test macro-F1 {s['mean_test_f1']:.4f} ± {s['std_test_f1']:.4f} · "
+        f"accuracy {s['mean_test_accuracy']:.4f} ± {s['std_test_accuracy']:.4f} over {len(result.folds)} folds"
+    )
+    out.print(f"cv folder: {target}", highlight=False, soft_wrap=True)
+    line = f"every fold's robustness: tune-digits evaluate --model {target} --noise DIR"
+    out.print(line, highlight=False, soft_wrap=True)

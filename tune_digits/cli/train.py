@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from tune_digits.cli.app import announce_data, app, console, data_app, out, overrides_from_flags, user_errors
 
 if TYPE_CHECKING:
     from tune_digits.config import Config
-    from tune_digits.cv import FoldResult
     from tune_digits.train import FitResult, Prepared
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Corpus folder (default: the bundled demo corpus).")]
@@ -86,6 +84,7 @@ def train(
 
     With --cv becker|loso: train once per fold and report each fold and the mean ± std of test macro-F1.
     """
+    from tune_digits.cli.render import show_run
     from tune_digits.config import load_config
     from tune_digits.jobs import check_before_data, check_cv_flags, default_out
     from tune_digits.run import train_run
@@ -101,25 +100,7 @@ def train(
     if cv is not None:
         _train_cv(cfg, cv, target)
     else:
-        _show_run(cfg, train_run(cfg, target, wandb=wandb).metrics(), target)
-
-
-def _show_run(cfg: Config, m: dict[str, Any], target: Path) -> None:
-    """The finished run as one table row, and where its folder is."""
-    table = Table(title=f"{cfg.model.name} · {cfg.features.variant} · augment {cfg.augment.enabled}")
-    for col in ("val F1", "test F1", "test acc", "best epoch", "params", "train s", "device"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{m['val_f1']:.4f}",
-        f"{m['test_f1']:.4f}",
-        f"{m['test_accuracy']:.4f}",
-        str(m["best_epoch"]),
-        f"{m['num_parameters']:,}",
-        f"{m['train_seconds']:.1f}",
-        m["device"],
-    )
-    out.print(table)
-    out.print(f"run folder: {target}", highlight=False, soft_wrap=True)
+        show_run(cfg, train_run(cfg, target, wandb=wandb).metrics(), target)
 
 
 def _fit_with_bar(cfg: Config, data: Prepared) -> FitResult:
@@ -141,31 +122,12 @@ def _fit_with_bar(cfg: Config, data: Prepared) -> FitResult:
 
 def _train_cv(cfg: Config, protocol: str, target: Path) -> None:
     """Every fold of ``protocol``, one table row each as it finishes, then mean ± std."""
+    from tune_digits.cli.render import show_cv_header, show_cv_summary, show_fold
     from tune_digits.jobs import cross_validate_into
 
-    out.print(f"{protocol} cross-validation · {cfg.model.name} · {cfg.features.variant}")
-    out.print(f"{'fold':<20} {'test speakers':<16} {'val F1':>7} {'test F1':>8} {'test acc':>8} {'epoch':>5} {'s':>6}")
-
-    def show(f: FoldResult) -> None:
-        spk = " ".join(f.test_speakers)
-        spk = spk if len(spk) <= 16 else spk[:15] + "…"
-        out.print(
-            f"{f.fold:<20} {spk:<16} {f.val_f1:>7.4f} {f.test_f1:>8.4f} {f.test_accuracy:>8.4f} "
-            f"{f.best_epoch:>5} {f.train_seconds:>6.1f}"
-        )
-
-    result = cross_validate_into(cfg, protocol, target, on_fold=show, fit_fn=_fit_with_bar)
-    s = result.summary()
-    for stat in ("mean", "std"):
-        val, test, acc = (s[f"{stat}_{k}"] for k in ("val_f1", "test_f1", "test_accuracy"))
-        out.print(f"{stat:<20} {'':<16} {val:>7.4f} {test:>8.4f} {acc:>8.4f}")
-    out.print(
-        f"test macro-F1 {s['mean_test_f1']:.4f} ± {s['std_test_f1']:.4f} · "
-        f"accuracy {s['mean_test_accuracy']:.4f} ± {s['std_test_accuracy']:.4f} over {len(result.folds)} folds"
-    )
-    out.print(f"cv folder: {target}", highlight=False, soft_wrap=True)
-    line = f"every fold's robustness: tune-digits evaluate --model {target} --noise DIR"
-    out.print(line, highlight=False, soft_wrap=True)
+    show_cv_header(cfg, protocol)
+    result = cross_validate_into(cfg, protocol, target, on_fold=show_fold, fit_fn=_fit_with_bar)
+    show_cv_summary(result, target)
 
 
 @data_app.command("prepare")
@@ -179,6 +141,7 @@ def prepare_cmd(
     strict: StrictOpt = None,
 ) -> None:
     """Build the feature cache and print counts per digit, speaker and split."""
+    from tune_digits.cli.render import show_prepared
     from tune_digits.config import load_config
     from tune_digits.train import prepare
 
@@ -189,27 +152,7 @@ def prepare_cmd(
     start = time.perf_counter()
     prepared = prepare(cfg, progress=True)
     seconds = time.perf_counter() - start
-    cat, fs = prepared.catalog, prepared.features
-    part_of = prepared.split.part_of()
-    table = Table(title=f"{cat.root} · {len(cat.recordings)} recordings · split {prepared.split.spec}")
-    table.add_column("speaker")
-    for d in range(10):
-        table.add_column(str(d), justify="right")
-    table.add_column("total", justify="right")
-    table.add_column("part")
-    for spk, total in cat.counts_by_speaker().items():
-        recs = [r for r in cat.recordings if r.speaker == spk]
-        per_digit = [sum(r.digit == d for r in recs) for d in range(10)]
-        parts = sorted({part_of.get(cat.rel(r), "-") for r in recs})
-        table.add_row(spk, *map(str, per_digit), str(total), ",".join(parts))
-    digits = cat.counts_by_digit()
-    table.add_row("all", *(str(digits.get(d, 0)) for d in range(10)), str(len(cat.recordings)), "")
-    out.print(table)
-    sizes = {p: len(prepared.rows[p]) for p in ("train", "val", "test")}
-    out.print(f"split: train {sizes['train']}, val {sizes['val']}, test {sizes['test']} recordings")
-    out.print(f"features: {fs.x.shape} float16 ({cfg.features.variant}) in {fs.path} · {seconds:.1f} s")
-    if fs.skipped:
-        console.print(f"warning: {len(fs.skipped)} unreadable recordings skipped (first: {fs.skipped[0]})")
+    show_prepared(prepared, cfg.features.variant, seconds)
 
 
 @data_app.command("download")
