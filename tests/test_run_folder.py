@@ -1,9 +1,11 @@
-"""The run folder has one owner (``tune_digits.run_folder``) and the package has no import cycle."""
+"""The run folder has one owner (``tune_digits.run_folder``); the package has no import cycle and no module
+imports one of a higher layer in docs/architecture.md."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,35 @@ def test_no_module_imports_another_in_a_cycle() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*trail, nxt]))
     assert cycles == []
+
+
+def _layers() -> dict[str, int]:
+    """Module -> layer, read from the layer table of docs/architecture.md (a package row covers its modules)."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layers = {}
+    for number, cell in re.findall(r"^\| (\d) \| (.+?) \|", text, re.MULTILINE):
+        for name in re.findall(r"`([\w/]+\.py|[\w]+/)`", cell):
+            layers["tune_digits." + name.removesuffix(".py").removesuffix("/")] = int(number)
+    return layers
+
+
+def test_every_module_is_in_the_layer_table_and_imports_no_higher_layer() -> None:
+    """docs/architecture.md's table is the layering: a module missing from it, or one that imports a module of
+    a higher layer (inside functions too), fails here."""
+    layers = _layers()
+    files = {".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in PACKAGE.rglob("*.py") if f.parent != PACKAGE or f.stem != "__init__"}  # fmt: skip
+
+    def layer(module: str) -> int | None:
+        parts = module.split(".")
+        found = [layers[".".join(parts[:n])] for n in range(len(parts), 1, -1) if ".".join(parts[:n]) in layers]
+        return found[0] if found else None
+
+    assert [m for m in files if layer(m) is None] == []
+    upward = [
+        f"{m} (layer {layer(m)}) imports {t} (layer {layer(t)})"
+        for m, f in files.items()
+        for t in _imports(f, set(files))
+        if (layer(t) or 0) > (layer(m) or 0)
+    ]
+    assert upward == []
