@@ -241,8 +241,9 @@ def show_line(line: str) -> None:
 def show_robustness(table: Any, folder: Path) -> None:
     """``evaluate``'s table: the mean over runs of each condition, then the files written."""
     show = Table(title=f"robustness · {len(table.runs)} run(s)")
-    for col in ("condition", "clips", "macro-F1", "accuracy", "no digit heard", "low confidence", "commonest"):
-        show.add_column(col, justify="left" if col == "condition" else "right")
+    show.add_column("condition", no_wrap=True)  # whole names; on a narrow terminal the headers wrap instead
+    for col in ("clips", "macro-F1", "accuracy", "no digit heard", "low confidence", "commonest"):
+        show.add_column(col, justify="right")
     for cond, scores in table.scores.items():
         cells = [table.mean(cond, a) for a in ("f1", "accuracy", "no_digit", "low_confidence")]
         numbers = ("-" if c is None else f"{c:.4f}" for c in cells)
