@@ -129,3 +129,14 @@ def test_every_module_is_in_the_layer_table_and_imports_no_higher_layer() -> Non
         if (layer(t) or 0) > (layer(m) or 0)
     ]
     assert upward == []
+
+
+def test_a_training_counts_as_finished_only_once_its_run_json_is_written(tmp_path: Path) -> None:
+    """What a final-eight trial restarted after a kill checks before training again (tuning.trainable)."""
+    from tune_digits.run_folder import finished_epoch
+
+    records = [{"epoch": 1, "val_f1": 0.5}, {"epoch": 2, "val_f1": 0.75}]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert finished_epoch(tmp_path) is None  # killed while writing its folder: train again
+    (tmp_path / "run.json").write_text("{}", encoding="utf-8")
+    assert finished_epoch(tmp_path) == records[-1]

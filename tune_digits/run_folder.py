@@ -299,3 +299,9 @@ def _find_split_file(folder: Path, config: dict[str, Any], root: Path) -> Path |
         if (parent / SPLIT).is_file():
             return parent / SPLIT
     return None
+
+
+def finished_epoch(folder: Path) -> dict[str, Any] | None:
+    """The last ``history.jsonl`` record of a complete run folder (``run.json`` is written last), else None."""
+    history = read_history(folder) if (folder / RUN_JSON).is_file() else []
+    return history[-1] if history else None

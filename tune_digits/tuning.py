@@ -101,7 +101,7 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     """One Ray Tune trial: glue between ``fit`` and ``tune.report``."""
     from ray import tune
 
-    from tune_digits.run_folder import write_fit_run
+    from tune_digits.run_folder import finished_epoch, write_fit_run
     from tune_digits.tracking import Tracker
     from tune_digits.train import fit, prepare
 
@@ -110,6 +110,9 @@ def trainable(params: dict[str, Any], ctx: TrialContext) -> None:
     cfg, labels = trial_settings(ctx, params)
     torch.set_num_threads(max(1, cfg.train.threads))  # 0 (all cores) would oversubscribe the trials' CPUs
     trial_dir = Path(ctx.out_dir) / "trials" / tune.get_context().get_trial_id()
+    if ctx.eight and (last := finished_epoch(trial_dir)) is not None:
+        tune.report({k: last[k] for k in REPORTED})  # finished before a kill Ray had not yet recorded: not again
+        return
     resume = _load_resume(tune.get_checkpoint())
     _reset_history(trial_dir / "history.jsonl", resume)
     data = prepare(cfg, warn_digits=False)  # the driver warned once, before the trials
