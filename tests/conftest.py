@@ -71,5 +71,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with slow tests (real Ray searches, trainings) first, each file's tests kept together: with one test
     process per core (``dev.py test``), the long files start at once instead of ending the run alone."""
     slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    order = {item.nodeid: i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (item.nodeid.split("::")[0] not in slow_files, order[item.nodeid]))
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_files)  # stable: order kept within

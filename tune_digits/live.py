@@ -157,10 +157,6 @@ class Board:
 
     def end(self, trial: Any, status: str) -> None:
         row = self.row(trial)
-        if row.epochs == 0:  # resumed from a checkpoint of its last epoch: nothing reported in this run
-            last = trial.last_result or {}
-            row.epochs = int(last.get("training_iteration", 0))
-            row.best = last.get("best_val_f1", row.best)
         if status == "done" and self.max_epochs is not None and row.epochs < self.max_epochs:
             status = "stopped early"
         if row.status not in ("done", "stopped early", "errored"):
